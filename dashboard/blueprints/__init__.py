@@ -1,0 +1,33 @@
+"""Blueprints: thin views that parse input, call one service and pick a page or a partial."""
+from __future__ import annotations
+
+from flask import Flask
+
+
+def register_blueprints(app: Flask) -> None:
+    """Register every feature's blueprint."""
+    from . import (
+        api,
+        audit,
+        auth,
+        billing,
+        customers,
+        doctor,
+        health,
+        home,
+        jobs,
+        log,
+        settings,
+        suppressions,
+        templates,
+        tracking,
+        users,
+    )
+
+    for module in (api, audit, auth, billing, customers, doctor, health, home, jobs, log,
+                   settings, suppressions, templates, tracking, users):
+        app.register_blueprint(module.bp)
+    if app.config.get("POSTINO_DEMO"):
+        from . import demo
+
+        app.register_blueprint(demo.bp)

@@ -1,0 +1,83 @@
+"""Staff login, logout and language choice."""
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, login_user, logout_user
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, EmailField, PasswordField
+from wtforms.validators import DataRequired
+
+from ..auth import public, roles
+from ..i18n import LANGUAGES
+from ..services import ServiceError, users
+
+bp = Blueprint("auth", __name__)
+
+
+class LoginForm(FlaskForm):
+    """Email and password; 'remember me' is off unless ticked."""
+
+    email = EmailField("email", validators=[DataRequired()])
+    password = PasswordField("password", validators=[DataRequired()])
+    remember = BooleanField("remember", default=False)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site relative paths are followed after login."""
+    if target and target.startswith("/") and not target.startswith("//"):
+        if not urlsplit(target).netloc:
+            return target
+    return url_for("home.index")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@public
+def login():
+    """Log a staff member in, refusing after too many failures."""
+    if current_user.is_authenticated:
+        return redirect(url_for("home.index"))
+    form = LoginForm()
+    error = None
+    status = 200
+    if form.validate_on_submit():
+        email = form.email.data.strip().lower()
+        if users.is_throttled(email):
+            error = _("Too many failed attempts. Try again in 15 minutes.")
+            status = 429
+        else:
+            user = users.authenticate(email, form.password.data, request.remote_addr)
+            if user is not None:
+                login_user(user, remember=bool(form.remember.data))
+                return redirect(_safe_next(request.args.get("next")))
+            error = _("Wrong email or password.")
+            status = 401
+    elif request.method == "POST":
+        error = _("Enter your email and password.")
+        status = 422
+    return render_template("auth/login.html", form=form, error=error), status
+
+
+@bp.route("/logout", methods=["POST"])
+@roles("admin", "support", "billing")
+def logout():
+    """Log out (POST, so a link elsewhere cannot log staff out)."""
+    logout_user()
+    flash(_("You are logged out."), "info")
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/language", methods=["POST"])
+@roles("admin", "support", "billing")
+def language():
+    """Remember the UI language the user picked."""
+    choice = request.form.get("language", "")
+    try:
+        users.set_language(current_user, choice)
+    except ServiceError:
+        flash(_("Unknown language."), "error")
+    else:
+        flash(_("Language: %(name)s", name=LANGUAGES[choice]), "info")
+    return redirect(_safe_next(request.form.get("next")))

@@ -1,0 +1,57 @@
+"""Command-line interface (the contract in DESIGN.md): `flask <command>` from the repo root."""
+from __future__ import annotations
+
+import click
+from flask import Flask
+
+from .models import ROLES
+from .services import ServiceError
+
+
+def fail(message: str) -> None:
+    """Print a one-line error and exit with status 2 (bad arguments)."""
+    click.echo(f"Error: {message}", err=True)
+    raise SystemExit(2)
+
+
+@click.command("create-user")
+@click.argument("email")
+@click.option("--role", required=True, type=click.Choice(ROLES))
+@click.option("--password", default=None, help="Prompted for when omitted.")
+@click.option("--name", default="")
+def create_user_command(email: str, role: str, password: str | None, name: str) -> None:
+    """Create a staff user."""
+    from .services import users
+
+    if password is None:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        user = users.create_user(email, role, password, name=name)
+    except ServiceError as exc:
+        fail(exc.message)
+    click.echo(f"created {user.role} {user.email}")
+
+
+@click.command("create-customer")
+@click.argument("code")
+@click.option("--name", required=True)
+@click.option("--language", default="it", type=click.Choice(["it", "en"]))
+def create_customer_command(code: str, name: str, language: str) -> None:
+    """Create a customer; the API key is printed as the last line (shown once)."""
+    from .services import customers
+
+    try:
+        customer, key = customers.create_customer(code, name, language=language)
+    except ServiceError as exc:
+        fail(exc.message)
+    click.echo(f"created customer {customer.code} ({customer.name}); API key:")
+    click.echo(key)
+
+
+def init_app(app: Flask) -> None:
+    """Register the core commands; features register theirs from their own modules."""
+    app.cli.add_command(create_user_command)
+    app.cli.add_command(create_customer_command)
+    from . import cli_features
+
+    cli_features.init_app(app)

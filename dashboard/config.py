@@ -1,0 +1,103 @@
+"""Configuration: every setting is read from the environment here, and only here."""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+
+log = logging.getLogger(__name__)
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    """Parse an environment flag the way operators write them."""
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int(name: str, default: int) -> int:
+    """Read an integer variable, failing loudly when it is not one."""
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise RuntimeError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def from_environment(instance_path: str) -> dict:
+    """Build the config mapping from environment variables with development defaults."""
+    default_db = "sqlite:///" + str(Path(instance_path) / "postino.sqlite3")
+    return {
+        "SQLALCHEMY_DATABASE_URI": os.environ.get("DATABASE_URL") or default_db,
+        "POSTINO_DATABASE_IS_DEFAULT": not os.environ.get("DATABASE_URL"),
+        "SECRET_KEY": os.environ.get("SECRET_KEY") or None,
+        "MAIL_SERVER": os.environ.get("MAIL_SERVER", "localhost"),
+        "MAIL_PORT": _int("MAIL_PORT", 25),
+        "MAIL_USE_TLS": _bool(os.environ.get("MAIL_USE_TLS")),
+        "MAIL_USE_SSL": _bool(os.environ.get("MAIL_USE_SSL")),
+        "MAIL_USERNAME": os.environ.get("MAIL_USERNAME") or None,
+        "MAIL_PASSWORD": os.environ.get("MAIL_PASSWORD") or None,
+        "MAIL_TIMEOUT": _int("MAIL_TIMEOUT", 30),
+        "POSTINO_SENDER_NOTIFICATION": os.environ.get(
+            "POSTINO_SENDER_NOTIFICATION", "Postino <notification@postino.example.com>"
+        ),
+        "POSTINO_SENDER_REGISTRATION": os.environ.get(
+            "POSTINO_SENDER_REGISTRATION", "Postino <registration@postino.example.com>"
+        ),
+        "POSTINO_BOUNCE_DOMAIN": os.environ.get("POSTINO_BOUNCE_DOMAIN", "bounces.postino.example.com"),
+        "POSTINO_CREDENTIALS_KEY": os.environ.get("POSTINO_CREDENTIALS_KEY") or None,
+        "POSTINO_RETENTION_DAYS": _int("POSTINO_RETENTION_DAYS", 30),
+        "POSTINO_PUBLIC_URL": os.environ.get("POSTINO_PUBLIC_URL", "http://localhost:5000"),
+        "POSTINO_SWEEP_SECONDS": _int("POSTINO_SWEEP_SECONDS", 5),
+        "POSTINO_RELAY_IPS": os.environ.get("POSTINO_RELAY_IPS", "127.0.0.1"),
+        "POSTINO_DNS_NAMESERVERS": os.environ.get("POSTINO_DNS_NAMESERVERS", ""),
+        "POSTINO_DNS_TIMEOUT": float(os.environ.get("POSTINO_DNS_TIMEOUT", "3")),
+        "POSTINO_DEMO": False,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "MAX_CONTENT_LENGTH": 10 * 1024 * 1024 + 64 * 1024,
+        "WTF_CSRF_TIME_LIMIT": None,
+        "BABEL_DEFAULT_LOCALE": "it",
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+    }
+
+
+def _instance_secret(instance_path: str, filename: str, make) -> str:
+    """Read a generated secret from the instance folder, creating it (mode 0600) on first start."""
+    path = Path(instance_path) / filename
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = make()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    log.warning("Generated %s into %s (embedded SQLite default)", filename, path)
+    return value
+
+
+def ensure_secrets(config: dict, instance_path: str) -> None:
+    """Fill missing secrets for the embedded default, or fail loudly for a shared database."""
+    embedded = config.get("POSTINO_DATABASE_IS_DEFAULT") or str(
+        config["SQLALCHEMY_DATABASE_URI"]
+    ).startswith("sqlite")
+    wanted = {
+        "SECRET_KEY": ("secret_key", lambda: secrets.token_urlsafe(48)),
+        "POSTINO_CREDENTIALS_KEY": ("credentials_key", lambda: Fernet.generate_key().decode()),
+    }
+    for name, (filename, make) in wanted.items():
+        if config.get(name):
+            continue
+        if not embedded:
+            raise RuntimeError(
+                f"{name} is not set. With a shared database (DATABASE_URL is not SQLite) every "
+                f"node must use the same {name}: set it in the environment."
+            )
+        config[name] = _instance_secret(instance_path, filename, make)

@@ -1,0 +1,493 @@
+"""The data model of the whole product: tables hold data and small invariants, not workflows."""
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timezone
+
+from flask_login import UserMixin
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from .extensions import db
+
+
+def utcnow() -> datetime:
+    """Aware UTC now; every timestamp in the database is UTC."""
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(db.TypeDecorator):
+    """A timezone-aware datetime on every backend (SQLite stores naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        if value is not None and dialect.name == "sqlite":
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+
+ROLES = ("admin", "support", "billing")
+EVENTS = (
+    "user_invitation",
+    "password_reset",
+    "order_closed",
+    "activity_closed",
+    "document_sent",
+    "processing_blocked",
+)
+SENDING_MODES = ("standard", "custom_from", "customer_smtp")
+STATUSES = (
+    "queued",
+    "sending",
+    "sent",
+    "deferred",
+    "failed",
+    "suppressed",
+    "held",
+    "delivered",
+    "bounced",
+    "opened",
+)
+# Statuses a message can still leave from: never purged, swept by the worker.
+PENDING_STATUSES = ("queued", "deferred", "sending", "held")
+
+
+def new_public_id() -> str:
+    """An unguessable, URL-safe public message id."""
+    return secrets.token_hex(12)
+
+
+class Customer(db.Model):
+    """A tenant of the platform, with its sending mode and switches."""
+
+    __tablename__ = "customer"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    default_language: Mapped[str] = mapped_column(String(5), default="it")
+    sending_mode: Mapped[str] = mapped_column(String(20), default="standard")
+    from_address: Mapped[str | None] = mapped_column(String(320))
+    from_name: Mapped[str | None] = mapped_column(String(200))
+    smtp_host: Mapped[str | None] = mapped_column(String(255))
+    smtp_port: Mapped[int | None] = mapped_column(Integer)
+    smtp_security: Mapped[str | None] = mapped_column(String(10))
+    smtp_auth: Mapped[str | None] = mapped_column(String(10))
+    smtp_username: Mapped[str | None] = mapped_column(String(320))
+    smtp_password_encrypted: Mapped[str | None] = mapped_column(Text)
+    smtp_verify_tls: Mapped[bool] = mapped_column(Boolean, default=True)
+    smtp_ca_pem: Mapped[str | None] = mapped_column(Text)
+    smtp_timeout: Mapped[int] = mapped_column(Integer, default=30)
+    sending_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    paused_reason: Mapped[str | None] = mapped_column(Text)
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    auth_failures: Mapped[int] = mapped_column(Integer, default=0)
+    open_tracking: Mapped[bool] = mapped_column(Boolean, default=True)
+    retention_days: Mapped[int | None] = mapped_column(Integer)
+    dns_check: Mapped[dict | None] = mapped_column(JSON)
+    dns_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    api_keys: Mapped[list[ApiKey]] = relationship(back_populates="customer")
+
+    @property
+    def can_send(self) -> bool:
+        """True when this customer's own switches let mail out."""
+        return self.sending_enabled and not self.paused
+
+    def __repr__(self) -> str:
+        return f"<Customer {self.code}>"
+
+
+class ApiKey(db.Model):
+    """A customer's API key, stored only as a SHA-256 hash (keys are long random tokens)."""
+
+    __tablename__ = "api_key"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), index=True)
+    prefix: Mapped[str] = mapped_column(String(12))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    customer: Mapped[Customer] = relationship(back_populates="api_keys")
+
+
+class User(UserMixin, db.Model):
+    """A staff member who logs into the dashboard with one role."""
+
+    __tablename__ = "user"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(10))
+    language: Mapped[str | None] = mapped_column(String(5))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    @property
+    def is_active(self) -> bool:  # Flask-Login refuses inactive users
+        return self.active
+
+    def set_password(self, password: str) -> None:
+        """Store a scrypt hash of the password."""
+        self.password_hash = generate_password_hash(password, method="scrypt")
+
+    def check_password(self, password: str) -> bool:
+        """Compare a password with the stored hash."""
+        return check_password_hash(self.password_hash, password)
+
+    def has_role(self, *roles: str) -> bool:
+        """Admins may do everything; other roles only what they are named for."""
+        return self.role == "admin" or self.role in roles
+
+
+class LoginAttempt(db.Model):
+    """One login attempt, kept for throttling."""
+
+    __tablename__ = "login_attempt"
+    __table_args__ = (Index("ix_login_attempt_email_at", "email", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    ip: Mapped[str | None] = mapped_column(String(64))
+    success: Mapped[bool] = mapped_column(Boolean, default=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Setting(db.Model):
+    """A global setting edited in the dashboard; the environment supplies the default."""
+
+    __tablename__ = "setting"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[object] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+
+
+class Template(db.Model):
+    """A customer's override of one event in one language; defaults ship with the code."""
+
+    __tablename__ = "template"
+    __table_args__ = (UniqueConstraint("customer_id", "event", "language"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customer.id"), index=True)
+    event: Mapped[str] = mapped_column(String(40))
+    language: Mapped[str] = mapped_column(String(5))
+    current_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("template_version.id", use_alter=True)
+    )
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    customer: Mapped[Customer | None] = relationship()
+    current_version: Mapped[TemplateVersion | None] = relationship(
+        foreign_keys=[current_version_id], post_update=True
+    )
+    versions: Mapped[list[TemplateVersion]] = relationship(
+        foreign_keys="TemplateVersion.template_id",
+        back_populates="template",
+        order_by="TemplateVersion.number.desc()",
+    )
+
+
+class TemplateVersion(db.Model):
+    """One saved version of a template override; every save makes a new one."""
+
+    __tablename__ = "template_version"
+    __table_args__ = (UniqueConstraint("template_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    template_id: Mapped[int] = mapped_column(ForeignKey("template.id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    subject: Mapped[str] = mapped_column(Text)
+    html: Mapped[str] = mapped_column(Text)
+    text: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+
+    template: Mapped[Template] = relationship(
+        foreign_keys=[template_id], back_populates="versions"
+    )
+    created_by: Mapped[User | None] = relationship()
+
+
+class Message(db.Model):
+    """One email to one recipient: its rendered content, its status and its delivery state."""
+
+    __tablename__ = "message"
+    __table_args__ = (
+        Index("ix_message_due", "status", "next_attempt_at"),
+        Index("ix_message_created", "created_at", "id"),
+        Index("ix_message_customer_status_created", "customer_id", "status", "created_at"),
+        Index("ix_message_reference", "reference"),
+        Index("ix_message_recipient", "recipient"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"))
+    event: Mapped[str] = mapped_column(String(40))
+    reference: Mapped[str | None] = mapped_column(String(200))
+    language: Mapped[str] = mapped_column(String(5), default="it")
+    recipient: Mapped[str] = mapped_column(String(320))
+    from_header: Mapped[str | None] = mapped_column(String(500))
+    envelope_from: Mapped[str | None] = mapped_column(String(500))
+    message_id_header: Mapped[str | None] = mapped_column(String(255))
+    subject: Mapped[str] = mapped_column(Text, default="")
+    html_body: Mapped[str | None] = mapped_column(Text)
+    text_body: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict | None] = mapped_column(JSON)
+    transport: Mapped[str | None] = mapped_column(String(20))
+    template_version_id: Mapped[int | None] = mapped_column(ForeignKey("template_version.id"))
+    template_source: Mapped[str | None] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(12), default="queued")
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_smtp_code: Mapped[int | None] = mapped_column(Integer)
+    last_smtp_text: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    bounced_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    open_count: Mapped[int] = mapped_column(Integer, default=0)
+    resend_of_id: Mapped[int | None] = mapped_column(ForeignKey("message.id"), index=True)
+    resent_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+    suppression_id: Mapped[int | None] = mapped_column(ForeignKey("suppression.id"))
+
+    customer: Mapped[Customer] = relationship()
+    events: Mapped[list[MessageEvent]] = relationship(
+        back_populates="message", order_by="MessageEvent.id", passive_deletes=True
+    )
+    attachments: Mapped[list[MessageAttachment]] = relationship(
+        back_populates="message", passive_deletes=True
+    )
+    resend_of: Mapped[Message | None] = relationship(remote_side=[id])
+    resent_by: Mapped[User | None] = relationship()
+    template_version: Mapped[TemplateVersion | None] = relationship()
+    suppression: Mapped[Suppression | None] = relationship(foreign_keys=[suppression_id])
+
+    def __repr__(self) -> str:
+        return f"<Message {self.public_id} {self.status}>"
+
+
+class MessageAttachment(db.Model):
+    """A file carried by a message (document_sent)."""
+
+    __tablename__ = "message_attachment"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("message.id", ondelete="CASCADE"), index=True
+    )
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(Integer)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+
+    message: Mapped[Message] = relationship(back_populates="attachments")
+
+
+class MessageEvent(db.Model):
+    """One step of a message's timeline: what happened, when, and the server's answer."""
+
+    __tablename__ = "message_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("message.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    type: Mapped[str] = mapped_column(String(20))
+    smtp_code: Mapped[int | None] = mapped_column(Integer)
+    smtp_text: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[str | None] = mapped_column(Text)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+    data: Mapped[dict | None] = mapped_column(JSON)
+
+    message: Mapped[Message] = relationship(back_populates="events")
+    actor: Mapped[User | None] = relationship()
+
+
+class IdempotencyKey(db.Model):
+    """The first answer given for an Idempotency-Key, replayed for 24 hours."""
+
+    __tablename__ = "idempotency_key"
+    __table_args__ = (UniqueConstraint("customer_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"))
+    key: Mapped[str] = mapped_column(String(200))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
+class Suppression(db.Model):
+    """An address we must not send to: relay-wide, or for one customer's own SMTP."""
+
+    __tablename__ = "suppression"
+    __table_args__ = (Index("ix_suppression_address_active", "address", "lifted_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address: Mapped[str] = mapped_column(String(320))
+    scope: Mapped[str] = mapped_column(String(10), default="relay")  # relay | customer
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customer.id"), index=True)
+    reason: Mapped[str] = mapped_column(String(20))  # hard_bounce soft_bounce complaint manual
+    smtp_code: Mapped[str | None] = mapped_column(String(20))
+    diagnostic: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)
+    message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("message.id", ondelete="SET NULL", use_alter=True)
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lifted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    repeated: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    customer: Mapped[Customer | None] = relationship()
+    created_by: Mapped[User | None] = relationship()
+    removals: Mapped[list[SuppressionRemoval]] = relationship(back_populates="suppression")
+
+
+class BounceReport(db.Model):
+    """A bounce, delivery report or complaint received for a message, with its raw evidence."""
+
+    __tablename__ = "bounce_report"
+    __table_args__ = (Index("ix_bounce_report_recipient_at", "recipient", "received_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("message.id", ondelete="SET NULL"), index=True
+    )
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customer.id"))
+    recipient: Mapped[str] = mapped_column(String(320))
+    kind: Mapped[str] = mapped_column(String(12))  # hard soft complaint delivered delayed
+    status_code: Mapped[str | None] = mapped_column(String(20))
+    action: Mapped[str | None] = mapped_column(String(20))
+    diagnostic: Mapped[str | None] = mapped_column(Text)
+    raw: Mapped[str | None] = mapped_column(Text)
+    suppression_id: Mapped[int | None] = mapped_column(ForeignKey("suppression.id"))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class SuppressionRemoval(db.Model):
+    """A lift of a suppression: who asked, why, time spent, and whether it is billable."""
+
+    __tablename__ = "suppression_removal"
+    __table_args__ = (Index("ix_suppression_removal_address_at", "address", "removed_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    suppression_id: Mapped[int] = mapped_column(ForeignKey("suppression.id"), index=True)
+    address: Mapped[str] = mapped_column(String(320))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customer.id"), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    ticket: Mapped[str | None] = mapped_column(String(100))
+    minutes_spent: Mapped[int] = mapped_column(Integer, default=0)
+    billable: Mapped[bool] = mapped_column(Boolean, default=False)
+    automatic: Mapped[bool] = mapped_column(Boolean, default=False)
+    removed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    removed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+    invoiced_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    invoiced_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+
+    suppression: Mapped[Suppression] = relationship(back_populates="removals")
+    customer: Mapped[Customer | None] = relationship()
+    removed_by: Mapped[User | None] = relationship(foreign_keys=[removed_by_id])
+
+
+class AuditEntry(db.Model):
+    """Who changed what, when, before and after. Kept forever."""
+
+    __tablename__ = "audit_entry"
+    __table_args__ = (Index("ix_audit_entry_at", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+    actor_label: Mapped[str] = mapped_column(String(320), default="system")
+    action: Mapped[str] = mapped_column(String(64))
+    target_type: Mapped[str | None] = mapped_column(String(40))
+    target_id: Mapped[str | None] = mapped_column(String(64))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customer.id"))
+    before: Mapped[dict | None] = mapped_column(JSON)
+    after: Mapped[dict | None] = mapped_column(JSON)
+    note: Mapped[str | None] = mapped_column(Text)
+
+    actor: Mapped[User | None] = relationship()
+
+
+class JobRun(db.Model):
+    """One run of a scheduled or requested job, with counts, progress and any error."""
+
+    __tablename__ = "job_run"
+    __table_args__ = (Index("ix_job_run_job_started", "job", "started_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(10), default="running")  # running ok error
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    worker: Mapped[str | None] = mapped_column(String(100))
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int | None] = mapped_column(Integer)
+    counts: Mapped[dict | None] = mapped_column(JSON)
+    params: Mapped[dict | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+
+
+class Alert(db.Model):
+    """A health problem shown as a banner until its cause is gone."""
+
+    __tablename__ = "alert"
+    __table_args__ = (Index("ix_alert_cause_cleared", "cause", "cleared_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cause: Mapped[str] = mapped_column(String(80))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customer.id"))
+    text: Mapped[str] = mapped_column(Text)
+    raised_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    cleared_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    customer: Mapped[Customer | None] = relationship()

@@ -1,0 +1,10 @@
+"""Domain services: plain functions called alike by web views, the CLI and the scheduler."""
+
+
+class ServiceError(ValueError):
+    """Bad input to a service: carries a field name (when one is to blame) and a message."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field

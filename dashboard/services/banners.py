@@ -1,0 +1,64 @@
+"""Banners shown on every page while something needs staff attention."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from flask import url_for
+from flask_babel import gettext as _
+from sqlalchemy import func, select
+from werkzeug.routing import BuildError
+
+from ..extensions import db
+from ..models import Alert, Customer, Message
+from . import settings
+
+
+@dataclass
+class Banner:
+    """One banner: text, level, and optionally a one-click fix for the right roles."""
+
+    text: str
+    level: str = "warning"
+    action_url: str | None = None
+    action_label: str | None = None
+    action_roles: tuple[str, ...] = field(default=("admin",))
+    confirm: str | None = None
+
+
+def _url(endpoint: str, **values) -> str | None:
+    try:
+        return url_for(endpoint, **values)
+    except BuildError:
+        return None
+
+
+def held_count(customer_id: int | None = None) -> int:
+    """How many messages are held (for everyone, or for one customer)."""
+    query = select(func.count(Message.id)).where(Message.status == "held")
+    if customer_id is not None:
+        query = query.where(Message.customer_id == customer_id)
+    return db.session.scalar(query) or 0
+
+
+def active_banners() -> list[Banner]:
+    """The banners to show now: sending off, paused customers, open health alerts."""
+    banners: list[Banner] = []
+    if not settings.sending_enabled():
+        banners.append(Banner(
+            _("Sending is off: %(n)d messages held.", n=held_count()), "danger",
+            _url("settings.sending", state="on"), _("Turn sending on"),
+        ))
+    paused = db.session.scalars(select(Customer).where(Customer.paused.is_(True))).all()
+    for customer in paused:
+        banners.append(Banner(
+            _("Processing blocked for %(name)s: %(reason)s. Its mail is held.",
+              name=customer.name, reason=customer.paused_reason or _("paused")), "danger",
+            _url("customers.resume", code=customer.code), _("Resume"),
+        ))
+    alerts = db.session.scalars(
+        select(Alert).where(Alert.cleared_at.is_(None), Alert.customer_id.is_(None))
+        .order_by(Alert.raised_at)
+    ).all()
+    for alert in alerts:
+        banners.append(Banner(alert.text, "warning"))
+    return banners

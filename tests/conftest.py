@@ -1,0 +1,207 @@
+"""Shared fixtures: one migrated database per run, a clean slate per test, logged-in clients.
+
+The suite runs on SQLite by default; set TEST_DATABASE_URL (postgresql+psycopg://…) to run the
+very same tests on PostgreSQL.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+from flask_migrate import upgrade
+from sqlalchemy import text
+
+from flask import g
+from flask.testing import FlaskClient
+
+from dashboard import create_app
+from dashboard.extensions import db
+
+PASSWORD = "correct horse battery"
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (aiosmtpd's Controller refuses port 0)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_url(tmp_dir: Path) -> str:
+    """TEST_DATABASE_URL when set (PostgreSQL in CI), else a SQLite file for this run."""
+    return os.environ.get("TEST_DATABASE_URL") or f"sqlite:///{tmp_dir / 'test.sqlite3'}"
+
+
+def truncate_all() -> None:
+    """Empty every table, fast, keeping the schema."""
+    tables = [t.name for t in reversed(db.metadata.sorted_tables)]
+    if db.engine.dialect.name == "postgresql":
+        db.session.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables)
+                                + " RESTART IDENTITY CASCADE"))
+    else:
+        db.session.execute(text("PRAGMA foreign_keys=OFF"))
+        for table in tables:
+            db.session.execute(text(f'DELETE FROM "{table}"'))
+        db.session.execute(text("PRAGMA foreign_keys=ON"))
+    db.session.commit()
+
+
+@pytest.fixture(scope="session")
+def test_config(tmp_path_factory) -> dict:
+    """The configuration every test app starts from."""
+    tmp = tmp_path_factory.mktemp("postino")
+    return {
+        "TESTING": True,
+        "SQLALCHEMY_DATABASE_URI": database_url(tmp),
+        "SECRET_KEY": "test-secret-key",
+        "POSTINO_CREDENTIALS_KEY": Fernet.generate_key().decode(),
+        "WTF_CSRF_ENABLED": False,
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": 1,  # nothing listens: tests that send start their own server
+        "MAIL_TIMEOUT": 5,
+        "POSTINO_BOUNCE_DOMAIN": "bounces.postino.example.com",
+        "POSTINO_SENDER_NOTIFICATION": "Postino Notifiche <notification@postino.example.com>",
+        "POSTINO_SENDER_REGISTRATION": "Postino <registration@postino.example.com>",
+        "POSTINO_PUBLIC_URL": "http://postino.example.com",
+        "SERVER_NAME": None,
+    }
+
+
+class Client(FlaskClient):
+    """A test client that forgets the user cached in `g` by an earlier request.
+
+    Tests hold one app context open, which Flask reuses for every request, so Flask-Login's
+    per-request cache would otherwise leak one client's user into another client's request.
+    """
+
+    def open(self, *args, **kwargs):
+        g.pop("_login_user", None)
+        return super().open(*args, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def _app(test_config):
+    """One application and one migrated schema for the whole run."""
+    app = create_app(test_config)
+    app.test_client_class = Client
+    with app.app_context():
+        if db.engine.dialect.name == "postgresql":
+            db.session.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+            db.session.commit()
+        upgrade()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def app(_app):
+    """The app inside an application context, with empty tables after the test."""
+    with _app.app_context():
+        yield _app
+        db.session.rollback()
+        truncate_all()
+        db.session.remove()
+    for key in ("WTF_CSRF_ENABLED",):
+        _app.config[key] = False
+
+
+@pytest.fixture
+def client(app):
+    """An anonymous test client."""
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    """The Flask CLI runner."""
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def make_user(app):
+    """Factory: make_user(role="support", email=None) -> User with the test PASSWORD."""
+    from dashboard.services import users
+
+    counter = {"n": 0}
+
+    def _make(role: str = "support", email: str | None = None, **kwargs):
+        counter["n"] += 1
+        email = email or f"{role}{counter['n']}@staff.example.com"
+        return users.create_user(email, role, kwargs.pop("password", PASSWORD), **kwargs)
+
+    return _make
+
+
+@pytest.fixture
+def login():
+    """login(client, user): log a test client in through the real form."""
+
+    def _login(test_client, user, password: str = PASSWORD):
+        response = test_client.post("/login", data={"email": user.email, "password": password})
+        assert response.status_code == 302, response.get_data(as_text=True)[:500]
+        return test_client
+
+    return _login
+
+
+@pytest.fixture
+def admin(make_user):
+    """An admin user."""
+    return make_user("admin")
+
+
+@pytest.fixture
+def admin_client(app, admin, login):
+    """A client logged in as an admin."""
+    return login(app.test_client(), admin)
+
+
+@pytest.fixture
+def support_client(app, make_user, login):
+    """A client logged in as support."""
+    return login(app.test_client(), make_user("support"))
+
+
+@pytest.fixture
+def billing_client(app, make_user, login):
+    """A client logged in as billing."""
+    return login(app.test_client(), make_user("billing"))
+
+
+@pytest.fixture
+def make_customer(app):
+    """Factory: make_customer(code=None, name=None, **fields) -> (Customer, api_key)."""
+    from dashboard.services import customers
+
+    counter = {"n": 0}
+
+    def _make(code: str | None = None, name: str | None = None, **fields):
+        counter["n"] += 1
+        code = code or f"CUST{counter['n']}"
+        customer, key = customers.create_customer(code, name or f"Customer {counter['n']}")
+        for field, value in fields.items():
+            setattr(customer, field, value)
+        db.session.commit()
+        return customer, key
+
+    return _make
+
+
+@pytest.fixture
+def live_server(_app):
+    """The app served over real HTTP on a free port, for the browser tests."""
+    from werkzeug.serving import make_server
+
+    port = free_port()
+    server = make_server("127.0.0.1", port, _app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}"
+    server.shutdown()
+    thread.join(5)
