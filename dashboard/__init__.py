@@ -7,7 +7,9 @@ from pathlib import Path
 from flask import Flask
 
 from . import config as config_module
-from .extensions import babel, csrf, db, htmx, login_manager, migrate
+from .extensions import babel, csrf, db, login_manager, migrate
+# not `htmx`: importing the dashboard.htmx module rebinds that name in this package
+from .extensions import htmx as htmx_extension
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,14 +28,16 @@ def create_app(config: dict | None = None) -> Flask:
         app.config.from_mapping(config)
     config_module.ensure_secrets(app.config, app.instance_path)
     if not app.debug and not app.testing:
-        app.config.setdefault("SESSION_COOKIE_SECURE", True)
-        app.config.setdefault("REMEMBER_COOKIE_SECURE", True)
+        # Flask ships SESSION_COOKIE_SECURE=False, so setdefault alone would never apply it.
+        for key in ("SESSION_COOKIE_SECURE", "REMEMBER_COOKIE_SECURE"):
+            if key not in (config or {}):
+                app.config[key] = True
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
     csrf.init_app(app)
-    htmx.init_app(app)
+    htmx_extension.init_app(app)
     login_manager.init_app(app)
 
     from . import i18n

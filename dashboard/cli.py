@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 from flask import Flask
+from flask_babel import force_locale
 
 from .models import ROLES
 from .services import ServiceError
@@ -10,13 +11,15 @@ from .services import ServiceError
 
 def fail(message: str) -> None:
     """Print a one-line error and exit with status 2 (bad arguments)."""
-    click.echo(f"Error: {message}", err=True)
+    with force_locale("en"):  # service messages are translatable; the CLI speaks English
+        click.echo(f"Error: {message}", err=True)
     raise SystemExit(2)
 
 
 @click.command("create-user")
 @click.argument("email")
-@click.option("--role", required=True, type=click.Choice(ROLES))
+@click.option("--role", required=True, metavar="|".join(ROLES),
+              help="admin, support or billing.")
 @click.option("--password", default=None, help="Prompted for when omitted.")
 @click.option("--name", default="")
 def create_user_command(email: str, role: str, password: str | None, name: str) -> None:

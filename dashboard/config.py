@@ -85,9 +85,8 @@ def _instance_secret(instance_path: str, filename: str, make) -> str:
 
 def ensure_secrets(config: dict, instance_path: str) -> None:
     """Fill missing secrets for the embedded default, or fail loudly for a shared database."""
-    embedded = config.get("POSTINO_DATABASE_IS_DEFAULT") or str(
-        config["SQLALCHEMY_DATABASE_URI"]
-    ).startswith("sqlite")
+    # Decided by the database actually used: a config override may point at PostgreSQL too.
+    embedded = str(config["SQLALCHEMY_DATABASE_URI"]).startswith("sqlite")
     wanted = {
         "SECRET_KEY": ("secret_key", lambda: secrets.token_urlsafe(48)),
         "POSTINO_CREDENTIALS_KEY": ("credentials_key", lambda: Fernet.generate_key().decode()),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from flask import Flask, request
+from flask import Flask, current_app, has_request_context, request
 from flask_babel import get_locale
 from flask_login import current_user
 
@@ -35,6 +35,8 @@ def compile_catalogs(target: Path) -> None:
 
 def select_locale() -> str:
     """The user's chosen language, else the browser's best match, else Italian."""
+    if not has_request_context():  # CLI, scheduler: no user, no browser
+        return current_app.config.get("BABEL_DEFAULT_LOCALE", "it")
     if current_user and current_user.is_authenticated and current_user.language in LANGUAGES:
         return current_user.language
     return request.accept_languages.best_match(list(LANGUAGES)) or "it"

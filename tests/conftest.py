@@ -205,3 +205,37 @@ def live_server(_app):
     yield f"http://127.0.0.1:{port}"
     server.shutdown()
     thread.join(5)
+
+
+@pytest.fixture
+def smtp_sink():
+    """A plain SMTP sink on 127.0.0.1 that records what it receives."""
+    from .smtp_servers import start_server
+
+    sink = start_server()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+def relay(app, smtp_sink):
+    """Point our relay (MAIL_*) at the sink for this test."""
+    saved = {k: app.config[k] for k in ("MAIL_SERVER", "MAIL_PORT", "MAIL_USE_TLS",
+                                         "MAIL_USE_SSL", "MAIL_USERNAME", "MAIL_PASSWORD")}
+    app.config.update(MAIL_SERVER=smtp_sink.host, MAIL_PORT=smtp_sink.port, MAIL_USE_TLS=False,
+                      MAIL_USE_SSL=False, MAIL_USERNAME=None, MAIL_PASSWORD=None)
+    yield smtp_sink
+    app.config.update(saved)
+
+
+@pytest.fixture
+def api_post(client):
+    """api_post(key, body, **headers) -> response of POST /api/v1/notifications."""
+
+    def _post(key: str, body, **headers):
+        headers = {"Authorization": f"Bearer {key}", **headers}
+        if isinstance(body, (dict, list)) or body is None:
+            return client.post("/api/v1/notifications", json=body, headers=headers)
+        return client.post("/api/v1/notifications", data=body, headers=headers)
+
+    return _post

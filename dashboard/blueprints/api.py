@@ -1,9 +1,128 @@
-"""The customer-facing HTTP API (JSON, Bearer API key)."""
+"""The customer-facing HTTP API (JSON, Bearer API key). Bad input stores nothing."""
 from __future__ import annotations
 
-from flask import Blueprint
+from datetime import timedelta
 
-from ..extensions import csrf
+from flask import Blueprint, g, jsonify, request
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from ..auth import api_view
+from ..errors import api_error
+from ..extensions import csrf, db
+from ..models import IdempotencyKey, utcnow
+from ..services import ServiceError, customers, messages
+from ..services.messages import TooLarge
+from ..services.render import RenderError
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)
+MAX_BODY = 10 * 1024 * 1024
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+
+
+@bp.before_request
+def _authenticate():
+    """Every API call needs `Authorization: Bearer <customer API key>`."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, raw = header.partition(" ")
+    customer = customers.customer_for_key(raw.strip()) if scheme.lower() == "bearer" else None
+    if customer is None:
+        return api_error(401, "missing or unknown API key")
+    g.customer = customer
+    return None
+
+
+def _message_json(message, with_events: bool = False) -> dict:
+    body = {"id": message.public_id, "to": message.recipient, "status": message.status}
+    if with_events:
+        body.update({
+            "event": message.event,
+            "reference": message.reference,
+            "attempts": message.attempts,
+            "created_at": message.created_at.isoformat(),
+            "events": [
+                {"at": e.at.isoformat(), "type": e.type, "smtp_code": e.smtp_code,
+                 "smtp_text": e.smtp_text, "detail": e.detail}
+                for e in message.events
+            ],
+        })
+    return body
+
+
+@bp.route("/notifications", methods=["POST"])
+@api_view
+def create_notification():
+    """Ingest an event: one message per recipient, answered 202 with their statuses."""
+    customer = g.customer
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        return api_error(413, "the body is larger than 10 MB")
+    if not request.is_json:
+        return api_error(415, "send JSON with Content-Type: application/json")
+    raw = request.get_data(cache=True)
+    if len(raw) > MAX_BODY:
+        return api_error(413, "the body is larger than 10 MB")
+    payload = request.get_json(silent=True)
+    if payload is None and raw.strip() != b"null":
+        return api_error(400, "malformed JSON")
+    if not isinstance(payload, dict):
+        return api_error(422, "the body must be a JSON object", code="invalid")
+
+    key = request.headers.get("Idempotency-Key")
+    if key is not None:
+        key = key.strip()
+        if not key or len(key) > 200 or any(c in key for c in "\r\n"):
+            return api_error(422, "Idempotency-Key must be 1-200 characters", "Idempotency-Key")
+        previous = db.session.scalar(select(IdempotencyKey).where(
+            IdempotencyKey.customer_id == customer.id, IdempotencyKey.key == key,
+            IdempotencyKey.created_at >= utcnow() - IDEMPOTENCY_WINDOW))
+        if previous is not None:
+            return jsonify(previous.response), previous.status_code
+
+    unknown = set(payload) - {"event", "to", "reference", "language", "data", "attachments"}
+    if unknown:
+        return api_error(422, f"unknown field {sorted(unknown)[0]}", sorted(unknown)[0])
+    if "event" not in payload:
+        return api_error(422, "'event' is required", "event")
+    if "to" not in payload:
+        return api_error(422, "'to' is required", "to")
+    try:
+        created = messages.enqueue(
+            customer, payload.get("event"), payload.get("to"), payload.get("reference"),
+            payload.get("language"), payload.get("data"), payload.get("attachments"),
+            commit=False,
+        )
+    except TooLarge as exc:
+        db.session.rollback()
+        return api_error(413, exc.message, exc.field)
+    except RenderError as exc:
+        db.session.rollback()
+        return api_error(422, exc.message, exc.field or "data", code="template_error"
+                         if not (exc.field or "").startswith("data.") else "missing_variable")
+    except ServiceError as exc:
+        db.session.rollback()
+        return api_error(422, exc.message, exc.field)
+    body = {"messages": [_message_json(m) for m in created]}
+    if key is not None:
+        db.session.add(IdempotencyKey(customer_id=customer.id, key=key, status_code=202,
+                                      response=body))
+    try:
+        db.session.commit()
+    except IntegrityError:  # the same key raced in from a parallel request
+        db.session.rollback()
+        previous = db.session.scalar(select(IdempotencyKey).where(
+            IdempotencyKey.customer_id == customer.id, IdempotencyKey.key == key))
+        if previous is None:
+            raise
+        return jsonify(previous.response), previous.status_code
+    return jsonify(body), 202
+
+
+@bp.route("/notifications/<public_id>", methods=["GET"])
+@api_view
+def get_notification(public_id: str):
+    """Status and timeline of one of the caller's own messages."""
+    message = messages.get_for_customer(g.customer, public_id[:64])
+    if message is None:
+        return api_error(404, "no such notification")
+    return jsonify(_message_json(message, with_events=True))

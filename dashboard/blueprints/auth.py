@@ -27,6 +27,9 @@ class LoginForm(FlaskForm):
 
 def _safe_next(target: str | None) -> str:
     """Only same-site relative paths are followed after login."""
+    # Browsers read "/\evil.com" and "/\t/evil.com" as "//evil.com": refuse them too.
+    if target and any(c == "\\" or ord(c) < 33 or ord(c) == 127 for c in target):
+        target = None
     if target and target.startswith("/") and not target.startswith("//"):
         if not urlsplit(target).netloc:
             return target

@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from email_validator import EmailNotValidError, validate_email
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 
 from ..extensions import db
@@ -20,8 +21,8 @@ def normalise_email(email: str, field: str = "email") -> str:
     email = (email or "").strip()
     try:
         return validate_email(email, check_deliverability=False).normalized.lower()
-    except EmailNotValidError as exc:
-        raise ServiceError(str(exc), field) from None
+    except EmailNotValidError:
+        raise ServiceError(_l("Enter a valid email address."), field) from None
 
 
 def create_user(
@@ -31,11 +32,13 @@ def create_user(
     """Create a staff user; fails on a bad address, unknown role, short password or duplicate."""
     email = normalise_email(email)
     if role not in ROLES:
-        raise ServiceError(f"role must be one of {', '.join(ROLES)}", "role")
+        raise ServiceError(_l("Role must be one of %(roles)s.", roles=", ".join(ROLES)), "role")
     if len(password or "") < MIN_PASSWORD:
-        raise ServiceError(f"password must be at least {MIN_PASSWORD} characters", "password")
+        raise ServiceError(
+            _l("The password must be at least %(n)d characters long.", n=MIN_PASSWORD), "password"
+        )
     if db.session.scalar(select(User).where(User.email == email)):
-        raise ServiceError("a user with this email already exists", "email")
+        raise ServiceError(_l("A user with this email already exists."), "email")
     user = User(email=email, role=role, name=name.strip(), language=language, active=True)
     user.set_password(password)
     db.session.add(user)
@@ -51,13 +54,14 @@ def update_user(user: User, actor: User | None, role: str | None = None,
     before = {"role": user.role, "active": user.active}
     if role is not None:
         if role not in ROLES:
-            raise ServiceError(f"role must be one of {', '.join(ROLES)}", "role")
+            raise ServiceError(_l("Role must be one of %(roles)s.", roles=", ".join(ROLES)),
+                               "role")
         if actor is not None and actor.id == user.id and role != "admin":
-            raise ServiceError("you cannot remove your own admin role", "role")
+            raise ServiceError(_l("You cannot remove your own admin role."), "role")
         user.role = role
     if active is not None:
         if actor is not None and actor.id == user.id and not active:
-            raise ServiceError("you cannot deactivate yourself", "active")
+            raise ServiceError(_l("You cannot deactivate yourself."), "active")
         user.active = active
     after = {"role": user.role, "active": user.active}
     old, new = audit.diff(before, after)
@@ -72,7 +76,7 @@ def set_language(user: User, language: str) -> None:
     from ..i18n import LANGUAGES
 
     if language not in LANGUAGES:
-        raise ServiceError("unknown language", "language")
+        raise ServiceError(_l("Unknown language."), "language")
     user.language = language
     db.session.commit()
 

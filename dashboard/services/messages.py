@@ -1,0 +1,236 @@
+"""Ingest and lifecycle of messages: one per recipient, every transition on the timeline."""
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+
+from ..addresses import check_header_value, normalise
+from ..extensions import db
+from ..models import EVENTS, Customer, Message, MessageAttachment, MessageEvent, User, utcnow
+from ..notifications import LANGUAGES
+from . import ServiceError, modes, render, settings, suppressions
+
+MAX_RECIPIENTS = 50
+MAX_ATTACHMENT_BYTES = 7 * 1024 * 1024  # decoded, all attachments together
+MAX_REFERENCE = 200
+
+
+class TooLarge(ServiceError):
+    """Input over a size limit (413 at the API)."""
+
+
+@dataclass
+class Attachment:
+    """A decoded attachment, checked and ready to store."""
+
+    filename: str
+    content_type: str
+    content: bytes
+
+
+def add_event(message: Message, type_: str, *, code: int | None = None, text: str | None = None,
+              detail: str | None = None, actor: User | None = None, data: dict | None = None,
+              at: datetime | None = None) -> MessageEvent:
+    """Append one step to a message's timeline."""
+    event = MessageEvent(message=message, type=type_, smtp_code=code, smtp_text=text,
+                         detail=detail, actor_id=actor.id if actor else None, data=data,
+                         at=at or utcnow())
+    db.session.add(event)
+    return event
+
+
+def parse_recipients(value) -> list[str]:
+    """`to` as a string or a list of 1..50 strings, normalised and de-duplicated."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise ServiceError("'to' must be an address or a non-empty list of addresses", "to")
+    if len(value) > MAX_RECIPIENTS:
+        raise ServiceError(f"at most {MAX_RECIPIENTS} recipients per notification", "to")
+    seen: list[str] = []
+    for index, item in enumerate(value):
+        address = normalise(item, f"to[{index}]" if len(value) > 1 else "to")
+        if address not in seen:
+            seen.append(address)
+    return seen
+
+
+def parse_attachments(value, event: str) -> list[Attachment]:
+    """Base64 attachments (document_sent only), checked names and a total size limit."""
+    if value is None:
+        return []
+    if event != "document_sent":
+        raise ServiceError("only document_sent may carry attachments", "attachments")
+    if not isinstance(value, list):
+        raise ServiceError("'attachments' must be a list", "attachments")
+    if len(value) > 10:
+        raise ServiceError("at most 10 attachments", "attachments")
+    result, total = [], 0
+    for index, item in enumerate(value):
+        field = f"attachments[{index}]"
+        if not isinstance(item, dict):
+            raise ServiceError("each attachment must be an object", field)
+        filename = item.get("filename")
+        if not isinstance(filename, str) or not filename.strip() or len(filename) > 255:
+            raise ServiceError("a filename of 1-255 characters is required", f"{field}.filename")
+        check_header_value(filename, f"{field}.filename")
+        if "/" in filename or "\\" in filename:
+            raise ServiceError("the filename must not contain a path", f"{field}.filename")
+        content_type = item.get("content_type") or "application/octet-stream"
+        if (not isinstance(content_type, str) or content_type.count("/") != 1
+                or len(content_type) > 100 or any(c in content_type for c in "\r\n;\" ")):
+            raise ServiceError("content_type must look like type/subtype",
+                               f"{field}.content_type")
+        content = item.get("content")
+        if not isinstance(content, str):
+            raise ServiceError("content must be a base64 string", f"{field}.content")
+        try:
+            raw = base64.b64decode(content, validate=True)
+        except (binascii.Error, ValueError):
+            raise ServiceError("content is not valid base64", f"{field}.content") from None
+        total += len(raw)
+        if total > MAX_ATTACHMENT_BYTES:
+            raise TooLarge(f"attachments exceed {MAX_ATTACHMENT_BYTES // (1024 * 1024)} MB",
+                           f"{field}.content")
+        result.append(Attachment(filename.strip(), content_type.lower(), raw))
+    return result
+
+
+def parse_reference(value) -> str | None:
+    """An optional reference (order number…), one line, at most 200 characters."""
+    if value is None:
+        return None
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise ServiceError("'reference' must be a string", "reference")
+    value = check_header_value(str(value), "reference").strip()
+    if len(value) > MAX_REFERENCE:
+        raise ServiceError(f"'reference' is longer than {MAX_REFERENCE} characters", "reference")
+    return value or None
+
+
+def hold_reason(customer: Customer) -> str | None:
+    """Why mail for this customer cannot go now, or None when it can."""
+    if not settings.sending_enabled():
+        return "sending is off for everyone (Settings)"
+    if not customer.sending_enabled:
+        return f"sending is off for customer {customer.code}"
+    if customer.paused:
+        return f"customer {customer.code} is paused: {customer.paused_reason or 'processing blocked'}"
+    return None
+
+
+def enqueue(customer: Customer, event: str, to, reference=None, language=None, data=None,
+            attachments=None, *, resend_of: Message | None = None, actor: User | None = None,
+            commit: bool = True) -> list[Message]:
+    """Validate, render once, and store one message per recipient (queued/held/suppressed)."""
+    if event not in EVENTS:
+        raise ServiceError(f"unknown event; one of: {', '.join(EVENTS)}", "event")
+    recipients = parse_recipients(to)
+    reference = parse_reference(reference)
+    if language is not None and language not in LANGUAGES:
+        raise ServiceError(f"language must be one of {', '.join(LANGUAGES)}", "language")
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ServiceError("'data' must be an object", "data")
+    files = parse_attachments(attachments, event)
+    language = render.pick_language(customer, language)
+    rendered = render.render_notification(customer, event, language, data)
+    return store(customer, event, recipients, reference, language, data, rendered, files,
+                 resend_of=resend_of, actor=actor, commit=commit)
+
+
+def store(customer: Customer, event: str, recipients: list[str], reference: str | None,
+          language: str, data: dict, rendered: render.Rendered, files: list[Attachment],
+          *, resend_of: Message | None = None, actor: User | None = None,
+          commit: bool = True) -> list[Message]:
+    """Store rendered messages, deciding for each: suppressed, held, or queued."""
+    now = utcnow()
+    held = hold_reason(customer)
+    from_header = modes.from_header(customer, event)
+    messages = []
+    for address in recipients:
+        message = Message(
+            customer=customer, event=event, reference=reference, language=language,
+            recipient=address, from_header=from_header, subject=rendered.subject,
+            html_body=rendered.html, text_body=rendered.text, data=data,
+            transport=customer.sending_mode, template_version_id=rendered.template_version_id,
+            template_source=rendered.source, created_at=now, attempts=0,
+            resend_of=resend_of, resent_by_id=actor.id if (actor and resend_of) else None,
+        )
+        db.session.add(message)
+        db.session.flush()
+        message.message_id_header = f"<{message.public_id}@{_id_domain()}>"
+        message.envelope_from = modes.envelope_from(customer, message)
+        for item in files:
+            db.session.add(MessageAttachment(message=message, filename=item.filename,
+                                             content_type=item.content_type,
+                                             size=len(item.content), content=item.content))
+        if resend_of is not None:
+            add_event(message, "resent", detail=f"resend of {resend_of.public_id}", actor=actor,
+                      at=now)
+        entry = suppressions.active_for(address, customer, now)
+        if entry is not None:
+            message.status = "suppressed"
+            message.suppression_id = entry.id
+            message.status_reason = f"recipient on the suppression list ({entry.reason})"
+            add_event(message, "suppressed", detail=message.status_reason, at=now)
+        elif held:
+            message.status = "held"
+            message.status_reason = held
+            add_event(message, "held", detail=held, at=now)
+        else:
+            message.status = "queued"
+            message.next_attempt_at = now
+            add_event(message, "queued", at=now)
+        messages.append(message)
+    if commit:
+        db.session.commit()
+    return messages
+
+
+def _id_domain() -> str:
+    from . import verp
+
+    return verp.bounce_domain()
+
+
+def release_held(customer: Customer | None = None, actor: User | None = None) -> int:
+    """Queue held messages whose customer can send now; returns how many were released."""
+    if not settings.sending_enabled():
+        return 0
+    now = utcnow()
+    query = (select(Message.id).join(Customer, Message.customer_id == Customer.id)
+             .where(Message.status == "held", Customer.sending_enabled.is_(True),
+                    Customer.paused.is_(False)))
+    if customer is not None:
+        query = query.where(Message.customer_id == customer.id)
+    released = 0
+    while True:
+        ids = db.session.scalars(query.limit(1000)).all()
+        if not ids:
+            break
+        db.session.execute(
+            update(Message).where(Message.id.in_(ids), Message.status == "held")
+            .values(status="queued", status_reason=None, next_attempt_at=now, updated_at=now)
+        )
+        db.session.execute(MessageEvent.__table__.insert(), [
+            {"message_id": i, "type": "released", "at": now,
+             "detail": "sending turned back on", "actor_id": actor.id if actor else None}
+            for i in ids
+        ])
+        db.session.commit()
+        released += len(ids)
+    return released
+
+
+def get_for_customer(customer: Customer, public_id: str) -> Message | None:
+    """A customer's own message by public id (another customer's is None)."""
+    return db.session.scalar(
+        select(Message).where(Message.public_id == public_id,
+                              Message.customer_id == customer.id)
+    )

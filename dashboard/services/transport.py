@@ -1,0 +1,307 @@
+"""SMTP transports: our relay and customers' own servers, over one reused connection.
+
+smtplib is used directly rather than through Flask-Mail's Connection: Flask-Mail has no
+timeout and no certificate check, and it drops `sendmail`'s per-recipient answers, which
+Postino needs to tell a refused recipient (failed) from a busy server (deferred).
+"""
+from __future__ import annotations
+
+import smtplib
+import socket
+import ssl
+from dataclasses import dataclass, field
+
+from flask import current_app
+
+SECURITIES = ("ssl", "starttls", "none")
+AUTHS = ("plain", "login", "none")
+
+
+@dataclass
+class SmtpSettings:
+    """Where and how to connect. `password` is plain text only in memory, never stored so."""
+
+    host: str
+    port: int
+    security: str = "none"  # ssl | starttls | none
+    auth: str = "none"  # plain | login | none
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    timeout: float = 30.0
+    verify: bool = True
+    ca_pem: str | None = field(default=None, repr=False)
+    name: str = "relay"
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """Certificates verified by default; a pasted CA is trusted in addition."""
+        context = ssl.create_default_context()
+        if self.ca_pem:
+            context.load_verify_locations(cadata=self.ca_pem)
+        if not self.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+
+@dataclass
+class Outcome:
+    """The server's answer to one message: sent, deferred (retry), failed, or auth_failed."""
+
+    status: str
+    code: int | None
+    text: str
+    stage: str = "connect"  # connect | mail | rcpt | data
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "sent"
+
+
+def relay_settings() -> SmtpSettings:
+    """Our relay, from the MAIL_* settings."""
+    cfg = current_app.config
+    security = "ssl" if cfg.get("MAIL_USE_SSL") else ("starttls" if cfg.get("MAIL_USE_TLS") else "none")
+    username = cfg.get("MAIL_USERNAME")
+    return SmtpSettings(
+        host=cfg.get("MAIL_SERVER") or "localhost",
+        port=int(cfg.get("MAIL_PORT") or 25),
+        security=security,
+        auth="login" if username else "none",
+        username=username,
+        password=cfg.get("MAIL_PASSWORD"),
+        timeout=float(cfg.get("MAIL_TIMEOUT") or 30),
+        name="relay",
+    )
+
+
+def _text(value) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _by_code(code: int | None, text: str, stage: str = "connect") -> Outcome:
+    if code is not None and 500 <= code < 600:
+        return Outcome("failed", code, text, stage)
+    return Outcome("deferred", code, text, stage)
+
+
+class SmtpTransport:
+    """One SMTP connection, opened on first use and reused for a whole sweep."""
+
+    def __init__(self, settings: SmtpSettings, local_hostname: str | None = None):
+        self.settings = settings
+        self.local_hostname = local_hostname or socket.gethostname()
+        self.smtp: smtplib.SMTP | None = None
+        self.sent_on_connection = 0
+
+    # -- connection -------------------------------------------------------------------
+    def connect(self) -> smtplib.SMTP:
+        """Connect, secure and authenticate; raises smtplib/OSError/ssl errors."""
+        s = self.settings
+        if s.security == "ssl":
+            smtp = smtplib.SMTP_SSL(s.host, s.port, local_hostname=self.local_hostname,
+                                    timeout=s.timeout, context=s.ssl_context())
+        else:
+            smtp = smtplib.SMTP(s.host, s.port, local_hostname=self.local_hostname,
+                                timeout=s.timeout)
+        try:
+            smtp.ehlo()
+            if s.security == "starttls":
+                smtp.starttls(context=s.ssl_context())
+                smtp.ehlo()
+            if s.auth != "none" and s.username:
+                self._login(smtp)
+        except BaseException:
+            _quietly_close(smtp)
+            raise
+        self.smtp = smtp
+        self.sent_on_connection = 0
+        return smtp
+
+    def _login(self, smtp: smtplib.SMTP) -> None:
+        s = self.settings
+        if s.auth == "plain":
+            smtp.user, smtp.password = s.username, s.password or ""
+            smtp.auth("PLAIN", smtp.auth_plain)
+        elif s.auth == "login":
+            smtp.user, smtp.password = s.username, s.password or ""
+            smtp.auth("LOGIN", smtp.auth_login)
+
+    def close(self) -> None:
+        """Say QUIT and forget the connection."""
+        if self.smtp is not None:
+            _quietly_close(self.smtp)
+        self.smtp = None
+
+    def supports_dsn(self) -> bool:
+        """True when the connected server advertises DSN (RFC 3461)."""
+        return self.smtp is not None and self.smtp.has_extn("dsn")
+
+    # -- sending ----------------------------------------------------------------------
+    def send(self, envelope_from: str, recipient: str, data: bytes,
+             dsn_envid: str | None = None) -> Outcome:
+        """Send one message to one recipient; every failure becomes an Outcome, never raised."""
+        reused = self.smtp is not None
+        outcome = self._attempt(envelope_from, recipient, data, dsn_envid)
+        if reused and outcome.status == "deferred" and self.smtp is None and outcome.code is None:
+            # The server had dropped an idle reused connection: one fresh try.
+            outcome = self._attempt(envelope_from, recipient, data, dsn_envid)
+        return outcome
+
+    def _attempt(self, envelope_from: str, recipient: str, data: bytes,
+                 dsn_envid: str | None) -> Outcome:
+        try:
+            smtp = self.smtp or self.connect()
+        except smtplib.SMTPAuthenticationError as exc:
+            self.close()
+            return Outcome("auth_failed", exc.smtp_code, _text(exc.smtp_error))
+        except smtplib.SMTPNotSupportedError as exc:
+            self.close()
+            return Outcome("deferred", None, f"server does not support it: {exc}")
+        except smtplib.SMTPResponseException as exc:
+            self.close()
+            if exc.smtp_code in (530, 534, 535, 538):
+                return Outcome("auth_failed", exc.smtp_code, _text(exc.smtp_error))
+            return Outcome("deferred", exc.smtp_code, _text(exc.smtp_error))
+        except ssl.SSLCertVerificationError as exc:
+            self.close()
+            return Outcome("deferred", None, f"TLS certificate not trusted: {exc.verify_message}")
+        except (OSError, smtplib.SMTPException) as exc:
+            self.close()
+            return Outcome("deferred", None, _describe(exc, self.settings))
+        mail_options: list[str] = []
+        rcpt_options: list[str] = []
+        if dsn_envid and smtp.has_extn("dsn"):
+            mail_options = ["RET=HDRS", f"ENVID={dsn_envid}"]
+            rcpt_options = ["NOTIFY=SUCCESS,FAILURE,DELAY"]
+        stage = "mail"
+        try:
+            code, reply = smtp.mail(envelope_from, mail_options)
+            if code != 250:
+                self._reset()
+                return _by_code(code, _text(reply), stage)
+            stage = "rcpt"
+            code, reply = smtp.rcpt(recipient, rcpt_options)
+            if code not in (250, 251):
+                self._reset()
+                return _by_code(code, _text(reply), stage)
+            stage = "data"
+            code, reply = smtp.data(data)
+        except smtplib.SMTPDataError as exc:  # the server refused DATA itself (no 354)
+            self._reset()
+            return _by_code(exc.smtp_code, _text(exc.smtp_error), stage)
+        except smtplib.SMTPServerDisconnected as exc:
+            self.close()
+            return Outcome("deferred", None, f"connection dropped: {exc}", stage)
+        except smtplib.SMTPResponseException as exc:
+            self.close()
+            return _by_code(exc.smtp_code, _text(exc.smtp_error), stage)
+        except (OSError, smtplib.SMTPException) as exc:
+            self.close()
+            return Outcome("deferred", None, _describe(exc, self.settings), stage)
+        if code != 250:
+            self._reset()
+            return _by_code(code, _text(reply), stage)
+        self.sent_on_connection += 1
+        return Outcome("sent", code, _text(reply), stage)
+
+    def _reset(self) -> None:
+        """RSET after a refusal so the connection can carry the next message."""
+        if self.smtp is None:
+            return
+        try:
+            self.smtp.rset()
+        except (OSError, smtplib.SMTPException):
+            self.close()
+
+
+def _describe(exc: BaseException, settings: SmtpSettings) -> str:
+    """A plain description of a connection-level failure, never including credentials."""
+    where = f"{settings.host}:{settings.port}"
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return f"timeout talking to {where} after {settings.timeout:g}s"
+    if isinstance(exc, ConnectionRefusedError):
+        return f"connection refused by {where}"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve {settings.host}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS error with {where}: {exc.reason or exc}"
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        return f"{where} closed the connection: {exc}"
+    return f"{type(exc).__name__} with {where}: {exc}"
+
+
+def _quietly_close(smtp: smtplib.SMTP) -> None:
+    try:
+        smtp.quit()
+    except (OSError, smtplib.SMTPException):
+        try:
+            smtp.close()
+        except OSError:
+            pass
+
+
+@dataclass
+class ProbeStep:
+    """One step of a connection test: what was tried and what the server said."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+def probe(settings: SmtpSettings) -> list[ProbeStep]:
+    """Connect, secure and authenticate step by step, recording each answer (no mail sent)."""
+    steps: list[ProbeStep] = []
+    s = settings
+    smtp = None
+    try:
+        try:
+            if s.security == "ssl":
+                smtp = smtplib.SMTP_SSL(timeout=s.timeout, context=s.ssl_context(),
+                                        local_hostname=socket.gethostname())
+            else:
+                smtp = smtplib.SMTP(timeout=s.timeout, local_hostname=socket.gethostname())
+            code, banner = smtp.connect(s.host, s.port)
+        except ssl.SSLCertVerificationError as exc:
+            steps.append(ProbeStep("connect", False,
+                                   f"TLS certificate not trusted: {exc.verify_message}"))
+            return steps
+        except (OSError, smtplib.SMTPException) as exc:
+            steps.append(ProbeStep("connect", False, _describe(exc, s)))
+            return steps
+        steps.append(ProbeStep("connect", 200 <= code < 400, f"{code} {_text(banner)}"))
+        if not 200 <= code < 400:
+            return steps
+        code, reply = smtp.ehlo()
+        steps.append(ProbeStep("ehlo", 200 <= code < 300, f"{code} {_text(reply).splitlines()[0]}"))
+        if s.security == "starttls":
+            try:
+                code, reply = smtp.starttls(context=s.ssl_context())
+                smtp.ehlo()
+                steps.append(ProbeStep("tls", True, f"{code} {_text(reply)}"))
+            except ssl.SSLCertVerificationError as exc:
+                steps.append(ProbeStep("tls", False,
+                                       f"TLS certificate not trusted: {exc.verify_message}"))
+                return steps
+            except (OSError, smtplib.SMTPException) as exc:
+                steps.append(ProbeStep("tls", False, _describe(exc, s)))
+                return steps
+        elif s.security == "ssl":
+            steps.append(ProbeStep("tls", True, "implicit TLS, certificate verified"
+                                   if s.verify else "implicit TLS, verification OFF"))
+        if s.auth != "none" and s.username:
+            try:
+                SmtpTransport(s)._login(smtp)
+                steps.append(ProbeStep("auth", True, "235 authentication succeeded"))
+            except smtplib.SMTPResponseException as exc:
+                steps.append(ProbeStep("auth", False, f"{exc.smtp_code} {_text(exc.smtp_error)}"))
+                return steps
+            except (OSError, smtplib.SMTPException) as exc:
+                steps.append(ProbeStep("auth", False, _describe(exc, s)))
+                return steps
+        return steps
+    finally:
+        if smtp is not None:
+            _quietly_close(smtp)
