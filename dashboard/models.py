@@ -376,8 +376,8 @@ class Suppression(db.Model):
     diagnostic: Mapped[str | None] = mapped_column(Text)
     note: Mapped[str | None] = mapped_column(Text)
     message_id: Mapped[int | None] = mapped_column(
-        ForeignKey("message.id", ondelete="SET NULL", use_alter=True)
-    )
+        ForeignKey("message.id", ondelete="SET NULL", use_alter=True), index=True
+    )  # indexed: purging messages sets it NULL
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

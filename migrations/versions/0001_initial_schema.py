@@ -185,6 +185,7 @@ def upgrade():
     with op.batch_alter_table('suppression', schema=None) as batch_op:
         batch_op.create_index('ix_suppression_address_active', ['address', 'lifted_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_suppression_customer_id'), ['customer_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_suppression_message_id'), ['message_id'], unique=False)
 
     op.create_table('template',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -403,6 +404,7 @@ def downgrade():
 
     op.drop_table('template')
     with op.batch_alter_table('suppression', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_suppression_message_id'))
         batch_op.drop_index(batch_op.f('ix_suppression_customer_id'))
         batch_op.drop_index('ix_suppression_address_active')
 
