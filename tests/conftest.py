@@ -48,6 +48,10 @@ def truncate_all() -> None:
             db.session.execute(text(f'DELETE FROM "{table}"'))
         db.session.execute(text("PRAGMA foreign_keys=ON"))
     db.session.commit()
+    if db.engine.dialect.name != "postgresql":
+        # The PRAGMA above ran inside the DELETEs' transaction, where SQLite ignores it.
+        db.session.execute(text("PRAGMA foreign_keys=ON"))
+        db.session.commit()
 
 
 @pytest.fixture(scope="session")
