@@ -8,8 +8,11 @@ from ..addresses import check_header_value, header_address, parse_sender
 from ..models import Message, utcnow
 
 
-def build(message: Message, attachments=None) -> EmailMessage:
-    """The EmailMessage for `message`: From, To, Subject, Message-ID, text + HTML, files."""
+def build(message: Message, attachments=None, open_tracking: bool = False) -> EmailMessage:
+    """The EmailMessage for `message`: From, To, Subject, Message-ID, text + HTML, files.
+
+    `open_tracking` (send time only) adds the customer's open-tracking pixel to the HTML.
+    """
     email = EmailMessage()
     name, address = parse_sender(message.from_header or "", "from")
     email["From"] = header_address(name, address)
@@ -23,7 +26,13 @@ def build(message: Message, attachments=None) -> EmailMessage:
     email["X-Postino-Event"] = message.event
     email.set_content(message.text_body or "", charset="utf-8", cte="quoted-printable")
     if message.html_body:
-        email.add_alternative(message.html_body, subtype="html", charset="utf-8",
+        html = message.html_body
+        if open_tracking:
+            from . import tracking
+
+            if tracking.wants_pixel(message):
+                html = tracking.add_pixel(html, message)
+        email.add_alternative(html, subtype="html", charset="utf-8",
                               cte="quoted-printable")
     for attachment in attachments if attachments is not None else message.attachments:
         maintype, _, subtype = (attachment.content_type or "application/octet-stream").partition("/")

@@ -231,7 +231,7 @@ def _send(message: Message, customer: Customer, transports: _Transports) -> Outc
         transport = transports.get(customer)
     except CredentialsError as exc:
         return Outcome("deferred", None, exc.message)
-    data = compose.build(message).as_bytes(policy=email.policy.SMTP)
+    data = compose.build(message, open_tracking=True).as_bytes(policy=email.policy.SMTP)
     envid = message.public_id if customer.sending_mode != "customer_smtp" else None
     return transport.send(message.envelope_from, message.recipient, data, dsn_envid=envid)
 

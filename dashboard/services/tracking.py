@@ -1,0 +1,99 @@
+"""Open tracking: a signed 1×1 pixel added to HTML mail at send time, and what an open records.
+
+Opens are approximate: clients that block images never report, and privacy proxies (Apple
+Mail Privacy Protection, Gmail's image proxy) fetch the pixel without a person reading.
+"""
+from __future__ import annotations
+
+import base64
+import re
+from datetime import datetime
+
+from flask import current_app
+from itsdangerous import BadSignature, Signer
+from sqlalchemy import select, update
+
+from ..extensions import db
+from ..models import Message, utcnow
+from .messages import add_event
+
+SALT = "postino.open-tracking"
+# The smallest transparent GIF (43 bytes).
+PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+_BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
+
+
+def _signer() -> Signer:
+    return Signer(current_app.config["SECRET_KEY"], salt=SALT, digest_method=_sha256())
+
+
+def _sha256():
+    import hashlib
+
+    return hashlib.sha256
+
+
+def token_for(message: Message) -> str:
+    """The pixel's token: the message's unguessable public id, signed with SECRET_KEY."""
+    return _signer().sign(message.public_id).decode()
+
+
+def public_id_for(token: str) -> str | None:
+    """The public id inside a valid token, or None for anything forged or mangled."""
+    try:
+        return _signer().unsign(token[:200]).decode()
+    except (BadSignature, UnicodeDecodeError, ValueError):
+        return None
+
+
+def pixel_url(message: Message) -> str:
+    """POSTINO_PUBLIC_URL/o/<token>.gif for this message."""
+    base = current_app.config.get("POSTINO_PUBLIC_URL", "").rstrip("/")
+    return f"{base}/o/{token_for(message)}.gif"
+
+
+def add_pixel(html: str, message: Message) -> str:
+    """`html` with the pixel just before </body> (or at the end when there is none)."""
+    img = (f'<img src="{pixel_url(message)}" width="1" height="1" alt="" '
+           f'style="display:block;width:1px;height:1px;border:0;margin:0;padding:0">')
+    matches = list(_BODY_END.finditer(html))
+    if not matches:
+        return html + img
+    at = matches[-1].start()
+    return html[:at] + img + html[at:]
+
+
+def wants_pixel(message: Message) -> bool:
+    """Only HTML mail of customers with open tracking on carries the pixel."""
+    return bool(message.html_body) and bool(message.customer and message.customer.open_tracking)
+
+
+def record_open(token: str, at: datetime | None = None) -> bool:
+    """Record an open for a valid token: the first sets opened_at and a timeline event,
+    later ones only count. Returns False (storing nothing) for bad tokens or purged mail."""
+    public_id = public_id_for(token)
+    if public_id is None:
+        return False
+    message_id = db.session.scalar(select(Message.id).where(Message.public_id == public_id))
+    if message_id is None:
+        return False
+    at = at or utcnow()
+    first = db.session.execute(
+        update(Message).where(Message.id == message_id, Message.opened_at.is_(None))
+        .values(opened_at=at, open_count=Message.open_count + 1)
+        .execution_options(synchronize_session=False)).rowcount
+    if first:
+        db.session.execute(
+            update(Message).where(Message.id == message_id,
+                                  Message.status.in_(("sent", "delivered")))
+            .values(status="opened").execution_options(synchronize_session=False))
+        message = db.session.get(Message, message_id)
+        add_event(message, "opened", at=at,
+                  detail="first open (approximate: image blocking and privacy proxies)")
+    else:
+        db.session.execute(
+            update(Message).where(Message.id == message_id)
+            .values(open_count=Message.open_count + 1)
+            .execution_options(synchronize_session=False))
+    db.session.commit()
+    return True
