@@ -1,0 +1,92 @@
+"""`flask customer-settings`, `flask sending on|off` and `flask rotate-credentials`: the same
+services, validation and audit as the Customers and Settings pages."""
+from __future__ import annotations
+
+import click
+from flask import Flask
+from flask_babel import force_locale
+
+from .cli import fail
+from .models import SENDING_MODES
+from .services.transport import AUTHS, SECURITIES
+
+CLI_ACTOR = "cli"
+
+
+@click.command("customer-settings")
+@click.argument("code")
+@click.option("--mode", "mode", required=True, type=click.Choice(SENDING_MODES))
+@click.option("--from-address", default=None)
+@click.option("--from-name", default=None)
+@click.option("--smtp-host", default=None)
+@click.option("--smtp-port", default=None)
+@click.option("--smtp-security", default=None, type=click.Choice(SECURITIES))
+@click.option("--smtp-auth", default=None, type=click.Choice(AUTHS))
+@click.option("--smtp-username", default=None)
+@click.option("--smtp-password", default=None, help="Stored encrypted; never printed.")
+def customer_settings_command(code: str, mode: str, **options) -> None:
+    """Set a customer's sending mode and its fields (validated and audited like the web page)."""
+    from .services import customer_settings, customers
+
+    customer = customers.by_code(code)
+    if customer is None:
+        fail(f"no customer with code {code!r}")
+    data = {"sending_mode": mode}
+    data.update({name: value for name, value in options.items() if value is not None})
+    with force_locale("en"):
+        try:
+            result = customer_settings.save(customer, data, actor_label=CLI_ACTOR)
+        except customer_settings.SettingsInvalid as exc:
+            for field, message in exc.errors.items():
+                click.echo(f"Error: --{field.replace('_', '-').replace('sending-mode', 'mode')}"
+                           f": {message}", err=True)
+            raise SystemExit(2) from None
+    changed = ", ".join(sorted(result["after"])) or "nothing"
+    click.echo(f"customer {customer.code}: mode={customer.sending_mode}; changed: {changed}")
+    dns = result["dns"]
+    if dns is not None:
+        click.echo(f"DNS check of {dns['domain']}: {dns['verdict']}"
+                   + (f" ({'; '.join(dns['errors'])})" if dns.get("errors") else ""))
+
+
+@click.command("sending")
+@click.argument("state", type=click.Choice(["on", "off"]))
+@click.option("--customer", "code", default=None, help="Only this customer (its code).")
+def sending_command(state: str, code: str | None) -> None:
+    """Turn sending on or off, for everyone or for one customer (off holds mail, never loses it)."""
+    from .services import customers, sending
+
+    enabled = state == "on"
+    if code:
+        customer = customers.by_code(code)
+        if customer is None:
+            fail(f"no customer with code {code!r}")
+        released = sending.set_customer(customer, enabled)
+        target = f"customer {customer.code}"
+    else:
+        released = sending.set_global(enabled)
+        target = "everyone"
+    click.echo(f"sending {state} for {target}"
+               + (f"; {released} held messages back in the queue" if enabled else
+                  "; new and queued messages are held"))
+
+
+@click.command("rotate-credentials")
+def rotate_credentials_command() -> None:
+    """Re-encrypt every stored secret with the first key of POSTINO_CREDENTIALS_KEY."""
+    from .services import customer_settings
+    from .services.credentials import CredentialsError
+
+    try:
+        count = customer_settings.rotate_credentials(CLI_ACTOR)
+    except CredentialsError as exc:
+        click.echo(f"Error: {exc.message}", err=True)
+        raise SystemExit(1) from None
+    click.echo(f"re-encrypted {count} stored passwords with the first key")
+
+
+def register_cli(app: Flask) -> None:
+    """Register the sending-mode commands."""
+    app.cli.add_command(customer_settings_command)
+    app.cli.add_command(sending_command)
+    app.cli.add_command(rotate_credentials_command)
