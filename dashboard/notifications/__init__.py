@@ -3,17 +3,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from flask_babel import lazy_gettext as _l
+
 DEFAULTS_DIR = Path(__file__).resolve().parent / "defaults"
 LANGUAGES = ("it", "en")
 
-# event -> variables (name -> description) and sample data for previews.
+# event -> variables (name -> description), the optional ones (templates test them with
+# `is defined`; every other variable must be in the notification's data) and sample data.
 CATALOG: dict[str, dict] = {
     "user_invitation": {
         "variables": {
-            "user_name": "Name of the invited user",
-            "inviter_name": "Who sent the invitation",
-            "company_name": "The customer's company name",
-            "link": "Registration link",
+            "user_name": _l("Name of the invited user"),
+            "inviter_name": _l("Who sent the invitation"),
+            "company_name": _l("The customer's company name"),
+            "link": _l("Registration link"),
         },
         "sample": {
             "user_name": "Giulia Rossi",
@@ -24,9 +27,9 @@ CATALOG: dict[str, dict] = {
     },
     "password_reset": {
         "variables": {
-            "user_name": "Name of the user",
-            "link": "Password reset link",
-            "expires_hours": "Hours before the link expires",
+            "user_name": _l("Name of the user"),
+            "link": _l("Password reset link"),
+            "expires_hours": _l("Hours before the link expires"),
         },
         "sample": {
             "user_name": "Giulia Rossi",
@@ -36,12 +39,12 @@ CATALOG: dict[str, dict] = {
     },
     "order_closed": {
         "variables": {
-            "order_number": "Order number",
-            "order_date": "Order date",
-            "total": "Order total, formatted",
-            "customer_name": "The buyer's name",
-            "agent_name": "Sales agent who closed the order",
-            "link": "Link to the order",
+            "order_number": _l("Order number"),
+            "order_date": _l("Order date"),
+            "total": _l("Order total, formatted"),
+            "customer_name": _l("The buyer's name"),
+            "agent_name": _l("Sales agent who closed the order"),
+            "link": _l("Link to the order"),
         },
         "sample": {
             "order_number": "ORD-2026-00421",
@@ -54,12 +57,12 @@ CATALOG: dict[str, dict] = {
     },
     "activity_closed": {
         "variables": {
-            "activity_title": "Title of the CRM activity",
-            "activity_date": "When it was closed",
-            "customer_name": "The customer the activity is about",
-            "agent_name": "Who closed it",
-            "outcome": "Outcome notes",
-            "link": "Link to the activity",
+            "activity_title": _l("Title of the CRM activity"),
+            "activity_date": _l("When it was closed"),
+            "customer_name": _l("The customer the activity is about"),
+            "agent_name": _l("Who closed it"),
+            "outcome": _l("Outcome notes (optional)"),
+            "link": _l("Link to the activity"),
         },
         "sample": {
             "activity_title": "Visita commerciale",
@@ -69,13 +72,14 @@ CATALOG: dict[str, dict] = {
             "outcome": "Ordine confermato, consegna entro venerdì",
             "link": "https://app.example.com/activities/7731",
         },
+        "optional": ("outcome",),
     },
     "document_sent": {
         "variables": {
-            "document_title": "Title of the document",
-            "sender_name": "Who sent it",
-            "message": "A short note from the sender",
-            "link": "Link to the document",
+            "document_title": _l("Title of the document"),
+            "sender_name": _l("Who sent it"),
+            "message": _l("A short note from the sender (optional)"),
+            "link": _l("Link to the document"),
         },
         "sample": {
             "document_title": "Listino prezzi 2027",
@@ -83,13 +87,14 @@ CATALOG: dict[str, dict] = {
             "message": "Le invio il nuovo listino, resto a disposizione.",
             "link": "https://app.example.com/documents/1182",
         },
+        "optional": ("message",),
     },
     "processing_blocked": {
         "variables": {
-            "company_name": "Whose processing is blocked",
-            "reason": "Why it is blocked",
-            "since": "Since when",
-            "link": "Where to fix it",
+            "company_name": _l("Whose processing is blocked"),
+            "reason": _l("Why it is blocked"),
+            "since": _l("Since when"),
+            "link": _l("Where to fix it"),
         },
         "sample": {
             "company_name": "Ferramenta Rossi S.r.l.",
@@ -110,3 +115,14 @@ def default_source(event: str, language: str) -> dict[str, str | None]:
         "html": (base / f"{language}.html").read_text(encoding="utf-8"),
         "text": text_path.read_text(encoding="utf-8") if text_path.exists() else None,
     }
+
+
+def known_variables(event: str) -> frozenset[str]:
+    """Every variable an event's templates may use."""
+    return frozenset(CATALOG[event]["variables"])
+
+
+def required_variables(event: str) -> tuple[str, ...]:
+    """The variables a notification of this event must carry in its data."""
+    optional = set(CATALOG[event].get("optional", ()))
+    return tuple(name for name in CATALOG[event]["variables"] if name not in optional)

@@ -1,10 +1,14 @@
 """Rendering notifications: one function used alike by sending, preview and resend.
 
 Templates run in Jinja's immutable sandbox with StrictUndefined: a template cannot reach
-Python internals, and a missing variable is an error that names the variable.
+Python internals, and a missing variable is an error that names the variable. HTML parts may
+extend the shared email layout ("layout.html") and import its building blocks
+("components.html"); nothing else can be loaded. Rendering is bounded in time (a watchdog
+interrupts runaway loops) and in size (big repetitions and paddings are refused up front).
 """
 from __future__ import annotations
 
+import ctypes
 import re
 import threading
 import time
@@ -14,20 +18,27 @@ from functools import lru_cache
 import css_inline
 from inscriptis import get_text
 from inscriptis.model.config import ParserConfig
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
+from jinja2 import (DictLoader, StrictUndefined, TemplateNotFound, TemplateSyntaxError,
+                    UndefinedError, meta, nodes)
 from jinja2.exceptions import SecurityError
+from jinja2.filters import do_center, do_format, do_indent, do_replace, do_wordwrap
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from sqlalchemy import select
 
 from ..extensions import db
 from ..models import Customer, Template
-from ..notifications import CATALOG, LANGUAGES, default_source
+from ..notifications import CATALOG, DEFAULTS_DIR, LANGUAGES, default_source
 from . import ServiceError
 
 MAX_TEMPLATE_BYTES = 200 * 1024
 MAX_RENDER_SECONDS = 2.0
 MAX_OUTPUT_CHARS = 2_000_000
+MAX_WIDTH = 10_000  # padding / format widths above this are refused (memory bombs)
+PARTS = ("subject", "html", "text")
+SOURCE_NAME = "<template>"
 _UNDEFINED_RE = re.compile(r"'(?:[^']*? object' has no attribute ')?([A-Za-z_][A-Za-z0-9_]*)'")
+_PERCENT_WIDTH_RE = re.compile(r"%[-#0 +]*(\*|\d{5,})")
+_BRACE_WIDTH_RE = re.compile(r"\{[^{}]*:[^{}]*(\d{5,}|\{)")
 
 
 class RenderError(ServiceError):
@@ -38,6 +49,10 @@ class RenderError(ServiceError):
         super().__init__(message, field)
         self.line = line
         self.part = part
+
+
+class RenderTimeout(BaseException):
+    """Raised inside the rendering thread by the watchdog (BaseException: never swallowed)."""
 
 
 @dataclass
@@ -51,10 +66,15 @@ class Rendered:
     source: str  # "default" or "override v<N>"
 
 
+def _too_big(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_WIDTH
+
+
 class _BoundedEnvironment(ImmutableSandboxedEnvironment):
-    """The sandbox, plus a wall-clock budget checked on every attribute and call."""
+    """The sandbox, plus a wall-clock budget and refusals of outsized strings."""
 
     _local = threading.local()
+    intercepted_binops = frozenset(["*", "**", "%"])
 
     def _check_budget(self) -> None:
         deadline = getattr(self._local, "deadline", None)
@@ -71,47 +91,182 @@ class _BoundedEnvironment(ImmutableSandboxedEnvironment):
 
     def call(self, __context, __obj, *args, **kwargs):
         self._check_budget()
+        if any(isinstance(a, int) and abs(a) > MAX_OUTPUT_CHARS
+               for a in (*args, *kwargs.values())):
+            raise SecurityError("a number in the template is too large")
+        owner = getattr(getattr(__obj, "__wrapped__", __obj), "__self__", None)
+        if isinstance(owner, str) and getattr(__obj, "__name__", "") in ("format", "format_map"):
+            if _BRACE_WIDTH_RE.search(owner):
+                raise SecurityError("format widths in the template are too large")
         return super().call(__context, __obj, *args, **kwargs)
 
+    def call_binop(self, context, operator, left, right):
+        self._check_budget()
+        if operator == "**":
+            if isinstance(right, int | float) and abs(right) > 64:
+                raise SecurityError("the exponent is too large")
+            return left ** right
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if (isinstance(seq, str | list | tuple) and isinstance(times, int)
+                        and len(seq) * times > MAX_OUTPUT_CHARS):
+                    raise SecurityError("the repeated text is too large")
+            return left * right
+        if isinstance(left, str) and _PERCENT_WIDTH_RE.search(left):
+            raise SecurityError("format widths in the template are too large")
+        return left % right
 
-_html_env = _BoundedEnvironment(autoescape=True, undefined=StrictUndefined)
-_text_env = _BoundedEnvironment(autoescape=False, undefined=StrictUndefined)
+
+def _checked(filter_, *width_args):
+    """A string filter refusing outsized widths or results (its positional args are checked)."""
+
+    def wrapper(*args, **kwargs):
+        if any(_too_big(a) for a in (*args[1:], *kwargs.values())):
+            raise SecurityError(f"a number given to the {filter_.__name__[3:]} filter is too large")
+        return filter_(*args, **kwargs)
+
+    wrapper.__name__ = filter_.__name__
+    return wrapper
+
+
+def _safe_format(value, *args, **kwargs):
+    if isinstance(value, str) and _PERCENT_WIDTH_RE.search(value):
+        raise SecurityError("format widths in the template are too large")
+    return do_format(value, *args, **kwargs)
+
+
+def _safe_replace(eval_ctx, s, old, new, count=None):
+    text, old_s, new_s = str(s), str(old), str(new)
+    hits = text.count(old_s) if old_s else len(text) + 1
+    if len(text) + hits * max(len(new_s) - len(old_s), 0) > MAX_OUTPUT_CHARS:
+        raise SecurityError("the replaced text would be too large")
+    return do_replace(eval_ctx, s, old, new, count)
+
+
+_safe_replace.jinja_pass_arg = do_replace.jinja_pass_arg  # type: ignore[attr-defined]
+
+
+def _shared_templates() -> dict[str, str]:
+    """The shared layout and components (the only templates an HTML part may load)."""
+    shared = DEFAULTS_DIR / "_shared"
+    return {path.name: path.read_text(encoding="utf-8") for path in sorted(shared.glob("*.html"))}
+
+
+def _environment(autoescape: bool) -> _BoundedEnvironment:
+    env = _BoundedEnvironment(
+        autoescape=autoescape, undefined=StrictUndefined,
+        loader=DictLoader(_shared_templates()) if autoescape else None,
+    )
+    env.filters.update(center=_checked(do_center), indent=_checked(do_indent),
+                       wordwrap=_checked(do_wordwrap), format=_safe_format,
+                       replace=_safe_replace)
+    return env
+
+
+_html_env = _environment(True)
+_text_env = _environment(False)
 _inliner = css_inline.CSSInliner(load_remote_stylesheets=False, keep_at_rules=True)
 _text_config = ParserConfig(display_links=True)
 
 
+def _env(kind: str) -> _BoundedEnvironment:
+    return _html_env if kind == "html" else _text_env
+
+
 @lru_cache(maxsize=512)
 def _compile(kind: str, source: str):
-    env = _html_env if kind == "html" else _text_env
-    return env.from_string(source)
+    return _env(kind).from_string(source)
+
+
+def _template_line(exc: BaseException) -> int | None:
+    """The line of the admin's own template where an error happened (not the layout's)."""
+    line, tb = None, exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == SOURCE_NAME:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+class _Watchdog:
+    """Interrupts the current thread with RenderTimeout when rendering runs out of time."""
+
+    def __init__(self, seconds: float):
+        self.thread_id = threading.get_ident()
+        self.lock = threading.Lock()
+        self.done = False
+        self.fired = False
+        self.timer = threading.Timer(seconds, self._fire)
+        self.timer.daemon = True
+
+    def _fire(self) -> None:
+        with self.lock:
+            if not self.done:
+                self.fired = True
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(self.thread_id), ctypes.py_object(RenderTimeout))
+
+    def __enter__(self):
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        with self.lock:
+            self.done = True
+        self.timer.cancel()
+        if self.fired:  # an interrupt not yet delivered must not hit the caller later
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.thread_id), None)
+        return False
+
+
+def _check_size(source: str, part: str) -> None:
+    if len(source.encode("utf-8")) > MAX_TEMPLATE_BYTES:
+        raise RenderError(f"the {part} is larger than {MAX_TEMPLATE_BYTES // 1024} KB",
+                          part=part)
+
+
+def _syntax_error(exc: TemplateSyntaxError, part: str) -> RenderError:
+    return RenderError(f"syntax error in the {part}, line {exc.lineno}: {exc.message}",
+                       line=exc.lineno, part=part)
 
 
 def _render_part(kind: str, source: str, data: dict, part: str) -> str:
     """Render one part with the sandbox, the time budget and errors that name the culprit."""
-    if len(source.encode("utf-8")) > MAX_TEMPLATE_BYTES:
-        raise RenderError(f"the {part} is larger than {MAX_TEMPLATE_BYTES // 1024} KB",
-                          part=part)
+    _check_size(source, part)
     try:
         template = _compile(kind, source)
     except TemplateSyntaxError as exc:
-        raise RenderError(f"syntax error in the {part}, line {exc.lineno}: {exc.message}",
-                          line=exc.lineno, part=part) from None
-    env = _html_env if kind == "html" else _text_env
+        raise _syntax_error(exc, part) from None
+    env = _env(kind)
     env._local.deadline = time.monotonic() + MAX_RENDER_SECONDS
     try:
-        out = template.render(**data)
+        with _Watchdog(MAX_RENDER_SECONDS + 0.5):
+            out = template.render(**data)
+    except RenderTimeout:
+        raise RenderError(f"the {part} took too long to render (over "
+                          f"{MAX_RENDER_SECONDS:g} s)", part=part) from None
     except UndefinedError as exc:
         match = _UNDEFINED_RE.search(exc.message or "")
         name = match.group(1) if match else None
         field = f"data.{name}" if name else "data"
         raise RenderError(f"missing template variable: {name or exc.message}", field,
-                          part=part) from None
+                          line=_template_line(exc), part=part) from None
     except SecurityError as exc:
-        raise RenderError(f"the {part} tried something not allowed: {exc}", part=part) from None
+        raise RenderError(f"the {part} tried something not allowed: {exc}",
+                          line=_template_line(exc), part=part) from None
+    except TemplateNotFound as exc:
+        raise RenderError(f"the {part} loads an unknown template {exc.name!r} (only "
+                          f"layout.html and components.html exist)",
+                          line=_template_line(exc), part=part) from None
+    except TemplateSyntaxError as exc:  # in a loaded template: cannot happen with ours
+        raise _syntax_error(exc, part) from None
     except RecursionError:
         raise RenderError(f"the {part} recurses too deeply", part=part) from None
+    except MemoryError:
+        raise RenderError(f"the {part} needs too much memory", part=part) from None
     except Exception as exc:  # arithmetic, type errors, … inside the template
-        raise RenderError(f"the {part} failed to render: {exc}", part=part) from None
+        raise RenderError(f"the {part} failed to render: {exc}", line=_template_line(exc),
+                          part=part) from None
     finally:
         env._local.deadline = None
     if len(out) > MAX_OUTPUT_CHARS:
@@ -119,9 +274,54 @@ def _render_part(kind: str, source: str, data: dict, part: str) -> str:
     return out
 
 
+def _declared_names(ast: nodes.Template) -> set[str]:
+    """Names a template sets, imports or defines itself (blocks see them through the context)."""
+    names = {n.name for n in ast.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    names |= {n.name for n in ast.find_all(nodes.Macro)}
+    names |= {n.target for n in ast.find_all(nodes.Import)}
+    for node in ast.find_all(nodes.FromImport):
+        names |= {item[1] if isinstance(item, tuple) else item for item in node.names}
+    return names
+
+
+def check_source(source: dict, known: set[str] | frozenset[str]) -> list[RenderError]:
+    """Problems found without rendering: size, syntax, variables not in `known` (with lines)."""
+    errors: list[RenderError] = []
+    for part in PARTS:
+        text = source.get(part) or ""
+        if not text and part != "text":
+            errors.append(RenderError(f"the {part} is empty", part=part))
+            continue
+        try:
+            _check_size(text, part)
+            ast = _env("html" if part == "html" else "text").parse(text)
+        except RenderError as exc:
+            errors.append(exc)
+            continue
+        except TemplateSyntaxError as exc:
+            errors.append(_syntax_error(exc, part))
+            continue
+        allowed = set(known) | ({"subject"} if part != "subject" else set())
+        unknown = meta.find_undeclared_variables(ast) - allowed - _declared_names(ast)
+        for name in sorted(unknown):
+            line = min((n.lineno for n in ast.find_all(nodes.Name) if n.name == name),
+                       default=None)
+            errors.append(RenderError(f"unknown variable {name!r}", f"data.{name}",
+                                      line=line, part=part))
+    return errors
+
+
+_SELF_LINK_RE = re.compile(r"\[(\S+?)\]\(\1\)")
+_BLANK_LINES_RE = re.compile(r"\n{3,}")
+
+
 def html_to_text(html: str) -> str:
-    """The plain-text part derived from HTML, links kept."""
-    return get_text(html, _text_config).strip() + "\n"
+    """The plain-text part derived from HTML, links kept as "label (url)" or a bare url."""
+    text = get_text(html, _text_config)
+    text = "\n".join(line.rstrip() for line in text.splitlines())
+    text = _SELF_LINK_RE.sub(r"\1", text)
+    text = re.sub(r"\[([^\]\n]+)\]\((\S+?)\)", r"\1: \2", text)
+    return _BLANK_LINES_RE.sub("\n\n", text).strip() + "\n"
 
 
 def inline_css(html: str) -> str:
@@ -140,7 +340,7 @@ def render_source(source: dict, data: dict) -> tuple[str, str, str]:
     html = _render_part("html", source["html"], {**data, "subject": subject}, "html")
     html = inline_css(html)
     text_source = source.get("text")
-    if text_source:
+    if text_source and text_source.strip():
         text = _render_part("text", text_source, {**data, "subject": subject}, "text")
     else:
         text = html_to_text(html)
@@ -149,7 +349,7 @@ def render_source(source: dict, data: dict) -> tuple[str, str, str]:
 
 def override_for(customer: Customer | None, event: str, language: str) -> Template | None:
     """The customer's active override of this event and language, if any."""
-    if customer is None:
+    if customer is None or customer.id is None:
         return None
     return db.session.scalar(
         select(Template).where(

@@ -1,0 +1,112 @@
+"""The rendering sandbox: no way out to Python, bounded time and size, errors with lines."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from dashboard.services import render
+
+ESCAPES = [
+    "{{ ''.__class__.__mro__ }}",
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{{ lipsum.__globals__['os'] }}",
+    "{{ cycler.__init__.__globals__ }}",
+    "{{ self.__init__.__globals__ }}",
+    "{{ data.update({'x': 1}) }}",
+    "{{ '{0.__class__}'.format(data) }}",
+]
+
+
+@pytest.mark.parametrize("source", ESCAPES)
+def test_reaching_python_internals_is_refused_with_a_clear_message(source):
+    """Attribute tricks and mutation are refused as 'not allowed', naming the part and line."""
+    with pytest.raises(render.RenderError) as error:
+        render.render_source({"subject": "s", "html": "\n" + source}, {"data": {}})
+    assert "not allowed" in error.value.message
+    assert error.value.part == "html" and error.value.line == 2
+
+
+@pytest.mark.parametrize("source", [
+    "{{ 'a' * 100000000 }}",
+    "{{ 9 ** 99999999 }}",
+    "{{ '%999999999d' % 1 }}",
+    "{{ '{:>999999999}'.format(1) }}",
+    "{{ 'x'|center(999999999) }}",
+    "{{ ('a' * 1000000)|replace('a', 'bbbbbbbbbbbbbbbbbbbb') }}",
+])
+def test_outsized_strings_are_refused_before_they_are_built(source):
+    """Repetition, powers and paddings that would eat memory are refused at once."""
+    started = time.monotonic()
+    with pytest.raises(render.RenderError) as error:
+        render.render_source({"subject": "s", "html": source}, {})
+    assert "not allowed" in error.value.message
+    assert time.monotonic() - started < 1
+
+
+def test_a_runaway_loop_is_interrupted(monkeypatch):
+    """A loop with no calls inside is stopped by the watchdog near the time budget."""
+    monkeypatch.setattr(render, "MAX_RENDER_SECONDS", 0.3)
+    source = "{% set s = 'a' * 1000000 %}{% for i in s %}{% for j in s %}{% endfor %}{% endfor %}"
+    started = time.monotonic()
+    with pytest.raises(render.RenderError) as error:
+        render.render_source({"subject": "s", "html": source}, {})
+    assert "too long" in error.value.message
+    assert time.monotonic() - started < 3
+    assert render.render_source({"subject": "ok", "html": "{{ 1 + 1 }}", "text": "t"}, {})[1]
+    time.sleep(1)  # a late interrupt would hit us here
+
+
+def test_template_size_is_capped():
+    """A part over 200 KB is refused before it is compiled."""
+    with pytest.raises(render.RenderError) as error:
+        render.render_source({"subject": "s", "html": "x" * (render.MAX_TEMPLATE_BYTES + 1)}, {})
+    assert "200 KB" in error.value.message and error.value.part == "html"
+
+
+def test_a_missing_variable_names_the_variable_and_its_line():
+    """StrictUndefined: the error says which variable and on which line of which part."""
+    with pytest.raises(render.RenderError) as error:
+        render.render_source({"subject": "s", "html": "<p>\n{{ order_numbre }}\n</p>"}, {})
+    assert error.value.field == "data.order_numbre"
+    assert error.value.line == 2 and error.value.part == "html"
+
+
+def test_a_syntax_error_carries_its_line():
+    """A broken tag reports the line where Jinja stopped."""
+    with pytest.raises(render.RenderError) as error:
+        render.render_source({"subject": "s", "html": "ok\nok\n{% if x %}"}, {"x": 1})
+    assert error.value.line == 3 and "syntax error" in error.value.message
+
+
+def test_only_the_shared_layout_can_be_loaded():
+    """An override may extend layout.html; any other name, or a path, is refused."""
+    subject, html, _ = render.render_source(
+        {"subject": "Hi", "html": '{% extends "layout.html" %}{% block content %}<p>x</p>'
+                                  "{% endblock %}"}, {})
+    assert "<h1" in html and "Hi" in html
+    for name in ("../../../etc/passwd", "it.html", "/etc/hosts"):
+        with pytest.raises(render.RenderError) as error:
+            render.render_source({"subject": "s", "html": f'{{% include "{name}" %}}'}, {})
+        assert "unknown template" in error.value.message
+
+
+def test_a_subject_must_stay_on_one_line():
+    """A newline smuggled in through data cannot split the Subject header."""
+    with pytest.raises(render.RenderError):
+        render.render_source({"subject": "{{ x }}", "html": "h"}, {"x": "a\nBcc: x@y.z"})
+
+
+def test_check_source_lists_unknown_variables_with_their_lines():
+    """Static check: every variable outside the catalog is reported with part and line."""
+    problems = render.check_source(
+        {"subject": "{{ order_number }}", "html": "<p>\n{{ totale }}</p>", "text": ""},
+        frozenset({"order_number"}))
+    assert [(p.part, p.line, p.field) for p in problems] == [("html", 2, "data.totale")]
+
+
+def test_derived_text_keeps_links():
+    """Without a text part, the plain text comes from the HTML with its links."""
+    _, _, text = render.render_source(
+        {"subject": "s", "html": '<p>Go <a href="https://x.example.com/a">there</a></p>'}, {})
+    assert text == "Go there: https://x.example.com/a\n"
