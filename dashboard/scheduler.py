@@ -18,6 +18,8 @@ def job_definitions(app: Flask) -> list[dict]:
     return [
         {"id": "sweep", "func": "dashboard.scheduler:run_sweep", "trigger": "interval",
          "seconds": int(app.config.get("POSTINO_SWEEP_SECONDS", 5))},
+        {"id": "suppression_expiry", "func": "dashboard.scheduler:run_suppression_expiry",
+         "trigger": "interval", "minutes": 10},
     ]
 
 
@@ -29,6 +31,15 @@ def run_sweep() -> None:
     with _app.app_context():
         with jobs.recorded("sweep") as run:
             run.counts = sweep().as_dict()
+
+
+def run_suppression_expiry() -> None:
+    """Job: lift expired soft-bounce suppressions (each kept as an automatic removal)."""
+    from .services import jobs, suppressions
+
+    with _app.app_context():
+        with jobs.recorded("suppression_expiry") as run:
+            run.counts = {"lifted": suppressions.expire_due()}
 
 
 def make_scheduler(app: Flask, background: bool = False):

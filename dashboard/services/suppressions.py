@@ -1,12 +1,45 @@
-"""The suppression list: addresses we must not send to, and why."""
+"""The suppression list: addresses we must not send to, why, and every lift of an entry.
+
+Rules (DESIGN.md): a hard bounce suppresses at once; N soft bounces within a window
+suppress for a limited time (lifted automatically, audited as automatic); a complaint
+suppresses and only an admin may lift it. A lift needs the requesting customer and a
+reason; a lift of an address already lifted inside the billing window is billable.
+"""
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import func, or_, select
 
 from ..extensions import db
-from ..models import Customer, Message, Suppression, User, utcnow
+from ..models import (
+    BounceReport,
+    Customer,
+    Message,
+    Suppression,
+    SuppressionRemoval,
+    User,
+    utcnow,
+)
+from . import ServiceError, audit, settings
+
+REASONS = ("hard_bounce", "soft_bounce", "complaint", "manual")
+SCOPES = ("relay", "customer")
+AUTOMATIC_REASON = "soft-bounce suppression expired (automatic)"
+
+
+class NotAllowed(ServiceError):
+    """The actor's role may not do this (403 on the web)."""
+
+
+def normalise_address(address: str) -> str:
+    """Case and whitespace do not make another address: ' Bob@X.com ' is bob@x.com."""
+    address = (address or "").strip().strip("<>").strip()
+    if address.lower().startswith("mailto:"):
+        address = address[7:]
+    return address.lower()
 
 
 def scope_for(customer: Customer) -> tuple[str, int | None]:
@@ -16,19 +49,50 @@ def scope_for(customer: Customer) -> tuple[str, int | None]:
     return "relay", None
 
 
-def active_for(address: str, customer: Customer, now: datetime | None = None) -> Suppression | None:
-    """The active entry that stops mail from `customer` to `address`, if any."""
+def _message_scope(message: Message) -> tuple[str, int | None]:
+    """The scope a message was sent in (its transport at the time, not today's mode)."""
+    if message.transport == "customer_smtp":
+        return "customer", message.customer_id
+    return "relay", None
+
+
+def active_entry(address: str, scope: str, customer_id: int | None,
+                 now: datetime | None = None) -> Suppression | None:
+    """The active entry for an address in one scope, if any."""
     now = now or utcnow()
-    scope, customer_id = scope_for(customer)
     query = select(Suppression).where(
-        Suppression.address == address.strip().lower(),
+        Suppression.address == normalise_address(address),
         Suppression.lifted_at.is_(None),
         or_(Suppression.expires_at.is_(None), Suppression.expires_at > now),
         Suppression.scope == scope,
     )
-    if customer_id is not None:
+    if scope == "customer":
         query = query.where(Suppression.customer_id == customer_id)
     return db.session.scalars(query.order_by(Suppression.id.desc()).limit(1)).first()
+
+
+def active_for(address: str, customer: Customer, now: datetime | None = None) -> Suppression | None:
+    """The active entry that stops mail from `customer` to `address`, if any."""
+    scope, customer_id = scope_for(customer)
+    return active_entry(address, scope, customer_id, now)
+
+
+def _window_start(setting: str, now: datetime) -> datetime:
+    return now - timedelta(days=float(settings.get(setting)))
+
+
+def last_removal(address: str, since: datetime | None = None,
+                 manual_only: bool = False) -> SuppressionRemoval | None:
+    """The latest removal of an address (optionally: only by staff, only after `since`)."""
+    query = select(SuppressionRemoval).where(
+        SuppressionRemoval.address == normalise_address(address))
+    if since is not None:
+        query = query.where(SuppressionRemoval.removed_at >= since)
+    if manual_only:
+        query = query.where(SuppressionRemoval.automatic.is_(False))
+    return db.session.scalars(
+        query.order_by(SuppressionRemoval.removed_at.desc(), SuppressionRemoval.id.desc())
+        .limit(1)).first()
 
 
 def suppress(address: str, reason: str, customer: Customer | None = None, *,
@@ -41,19 +105,32 @@ def suppress(address: str, reason: str, customer: Customer | None = None, *,
         scope, customer_id = scope_for(customer) if customer is not None else ("relay", None)
     else:
         customer_id = customer.id if (scope == "customer" and customer is not None) else None
-    address = address.strip().lower()
-    existing = None
-    if customer is not None:
-        existing = active_for(address, customer)
-    if existing is not None and existing.scope == scope:
+    if scope == "customer" and customer_id is None:
+        raise ServiceError(_l("A customer scope needs its customer."), "customer")
+    address = normalise_address(address)
+    now = utcnow()
+    existing = active_entry(address, scope, customer_id, now)
+    if existing is not None:
+        if reason in ("hard_bounce", "complaint") and existing.expires_at is not None:
+            # a permanent reason outranks a temporary soft-bounce entry
+            existing.expires_at = None
+            existing.reason = reason
+            existing.smtp_code = smtp_code or existing.smtp_code
+            existing.diagnostic = diagnostic or existing.diagnostic
         return existing
+    previous = last_removal(address, since=_window_start("billing_window_days", now))
     entry = Suppression(address=address, scope=scope, customer_id=customer_id, reason=reason,
                         smtp_code=smtp_code, diagnostic=diagnostic,
                         message_id=message.id if message is not None else None,
                         expires_at=expires_at, created_by_id=actor.id if actor else None,
-                        note=note)
+                        note=note, created_at=now, repeated=previous is not None)
     db.session.add(entry)
     db.session.flush()
+    audit.record("suppression.add", actor, "suppression", entry.id, customer_id=customer_id,
+                 after={"address": address, "reason": reason, "scope": scope,
+                        "expires_at": expires_at.isoformat() if expires_at else None,
+                        "repeated": entry.repeated},
+                 note=note or diagnostic)
     return entry
 
 
@@ -61,5 +138,281 @@ def record_send_failure(message: Message, code: int | None, text: str) -> Suppre
     """A 5xx at send time is a hard bounce: suppress the recipient at once."""
     if code is None or not 500 <= code < 600:
         return None
-    return suppress(message.recipient, "hard_bounce", message.customer,
+    scope, _customer_id = _message_scope(message)
+    return suppress(message.recipient, "hard_bounce", message.customer, scope=scope,
                     smtp_code=str(code), diagnostic=text[:2000], message=message)
+
+
+def soft_bounce_count(address: str, now: datetime | None = None) -> int:
+    """Soft bounces (distinct messages) of an address inside the window, since its last lift."""
+    now = now or utcnow()
+    since = _window_start("soft_bounce_window_days", now)
+    lifted = last_removal(address)
+    if lifted is not None and lifted.removed_at > since:
+        since = lifted.removed_at
+    rows = db.session.execute(
+        select(BounceReport.id, BounceReport.message_id).where(
+            BounceReport.recipient == normalise_address(address),
+            BounceReport.kind.in_(("soft", "delayed")),
+            BounceReport.received_at >= since)).all()
+    return len({("m", m) if m is not None else ("r", i) for i, m in rows})
+
+
+def apply_report(report: BounceReport, message: Message | None) -> Suppression | None:
+    """The suppression rules for one received report; returns the entry it caused, if any."""
+    scope, customer_id = _message_scope(message) if message is not None else ("relay", None)
+    customer = message.customer if message is not None else None
+    address = report.recipient
+    if report.kind == "hard":
+        return suppress(address, "hard_bounce", customer, scope=scope,
+                        smtp_code=report.status_code, diagnostic=report.diagnostic, message=message)
+    if report.kind == "complaint":
+        return suppress(address, "complaint", customer, scope=scope, smtp_code=None,
+                        diagnostic=report.diagnostic, message=message)
+    if report.kind in ("soft", "delayed"):
+        now = utcnow()
+        threshold = int(settings.get("soft_bounce_threshold"))
+        if soft_bounce_count(address, now) < threshold:
+            return None
+        existing = active_entry(address, scope, customer_id, now)
+        if existing is not None:
+            return existing
+        days = float(settings.get("soft_suppression_days"))
+        return suppress(address, "soft_bounce", customer, scope=scope,
+                        smtp_code=report.status_code, diagnostic=report.diagnostic, message=message,
+                        expires_at=now + timedelta(days=days),
+                        note=f"{threshold} soft bounces within "
+                             f"{settings.get('soft_bounce_window_days')} days")
+    return None
+
+
+def add_manual(address: str, reason: str, actor: User, scope: str = "relay",
+               customer: Customer | None = None, commit: bool = True) -> Suppression:
+    """Staff add an address by hand, with a reason."""
+    from ..addresses import normalise
+
+    if actor is None or not actor.has_role("support"):
+        raise NotAllowed(_l("Only support staff and admins may add suppressions."))
+    address = normalise(address or "", "address")
+    reason = (reason or "").strip()
+    if not reason:
+        raise ServiceError(_l("A reason is required."), "reason")
+    if scope not in SCOPES:
+        raise ServiceError(_l("Unknown scope."), "scope")
+    if scope == "customer" and customer is None:
+        raise ServiceError(_l("Choose the customer whose own SMTP this entry is for."), "customer")
+    if active_entry(address, scope, customer.id if scope == "customer" else None) is not None:
+        raise ServiceError(_l("This address is already suppressed in this scope."), "address")
+    entry = suppress(address, "manual", customer, scope=scope, actor=actor, note=reason)
+    if commit:
+        db.session.commit()
+    return entry
+
+
+@dataclass
+class LiftPreview:
+    """What a lift would do, shown before confirming."""
+
+    billable: bool
+    previous: SuppressionRemoval | None
+    window_days: int
+    admin_only: bool
+
+
+def preview_lift(entry: Suppression, now: datetime | None = None) -> LiftPreview:
+    """Would lifting this entry now be billable (a staff removal of it inside the window)?"""
+    now = now or utcnow()
+    window = int(settings.get("billing_window_days"))
+    previous = last_removal(entry.address, since=now - timedelta(days=window), manual_only=True)
+    return LiftPreview(previous is not None, previous, window, entry.reason == "complaint")
+
+
+def can_lift(entry: Suppression, actor: User | None) -> bool:
+    """Complaints are lifted by admins only; other entries by support and admins."""
+    if actor is None:
+        return False
+    if entry.reason == "complaint":
+        return actor.role == "admin"
+    return actor.has_role("support")
+
+
+def suggested_customer(entry: Suppression) -> Customer | None:
+    """The requesting customer, pre-selected: the sender of the latest message to the address."""
+    if entry.scope == "customer" and entry.customer is not None:
+        return entry.customer
+    return db.session.scalar(
+        select(Customer).join(Message, Message.customer_id == Customer.id)
+        .where(Message.recipient == entry.address)
+        .order_by(Message.created_at.desc(), Message.id.desc()).limit(1))
+
+
+def last_suppressed_message(entry: Suppression) -> Message | None:
+    """The latest message held back by this entry (or, failing that, to this address)."""
+    query = select(Message).where(Message.status == "suppressed")
+    found = db.session.scalar(query.where(Message.suppression_id == entry.id)
+                              .order_by(Message.created_at.desc(), Message.id.desc()).limit(1))
+    if found is None:
+        found = db.session.scalar(query.where(Message.recipient == entry.address)
+                                  .order_by(Message.created_at.desc(), Message.id.desc())
+                                  .limit(1))
+    return found
+
+
+def lift(entry: Suppression, customer: Customer | None, reason: str, ticket: str | None,
+         minutes, actor: User | None, resend_last: bool = False,
+         commit: bool = True) -> SuppressionRemoval:
+    """Lift an entry for a requesting customer: kept as a removal, billable when repeated."""
+    if not can_lift(entry, actor):
+        if entry.reason == "complaint":
+            raise NotAllowed(_l("Only an admin may lift a complaint."))
+        raise NotAllowed(_l("Your role may not lift suppressions."))
+    if entry.lifted_at is not None:
+        raise ServiceError(_l("This entry was already lifted."), "reason")
+    if customer is None:
+        raise ServiceError(_l("Choose the customer who asked for the removal."), "customer")
+    reason = (reason or "").strip()
+    if not reason:
+        raise ServiceError(_l("A reason is required."), "reason")
+    ticket = (ticket or "").strip()[:100] or None
+    try:
+        minutes = int(str(minutes).strip() or 0)
+    except ValueError:
+        raise ServiceError(_l("Minutes must be a whole number."), "minutes") from None
+    if not 0 <= minutes <= 24 * 60:
+        raise ServiceError(_l("Minutes must be between 0 and 1440."), "minutes")
+    now = utcnow()
+    preview = preview_lift(entry, now)
+    removal = SuppressionRemoval(
+        suppression=entry, address=entry.address, customer_id=customer.id, reason=reason,
+        ticket=ticket, minutes_spent=minutes, billable=preview.billable, automatic=False,
+        removed_at=now, removed_by_id=actor.id)
+    entry.lifted_at = now
+    db.session.add(removal)
+    db.session.flush()
+    audit.record("suppression.lift", actor, "suppression", entry.id, customer_id=customer.id,
+                 before={"lifted_at": None},
+                 after={"lifted_at": now.isoformat(), "removal_id": removal.id,
+                        "billable": removal.billable, "minutes": minutes, "ticket": ticket},
+                 note=reason)
+    if resend_last:
+        original = last_suppressed_message(entry)
+        if original is not None:
+            resend(original, actor)
+    if commit:
+        db.session.commit()
+    return removal
+
+
+def resend(original: Message, actor: User | None) -> Message:
+    """A new message with the original's rendered content, linked to it (never edited)."""
+    from . import messages
+    from .render import Rendered
+
+    rendered = Rendered(original.subject, original.html_body or "", original.text_body or "",
+                        original.template_version_id, original.template_source or "default")
+    files = [messages.Attachment(a.filename, a.content_type, a.content)
+             for a in original.attachments]
+    [message] = messages.store(original.customer, original.event, [original.recipient],
+                               original.reference, original.language, original.data or {},
+                               rendered, files, resend_of=original, actor=actor, commit=False)
+    audit.record("message.resend", actor, "message", message.public_id,
+                 customer_id=original.customer_id,
+                 after={"resend_of": original.public_id, "status": message.status})
+    return message
+
+
+def expire_due(now: datetime | None = None, batch: int = 500) -> int:
+    """Lift expired temporary entries, each kept as an automatic removal; returns how many."""
+    now = now or utcnow()
+    total = 0
+    while True:
+        entries = db.session.scalars(
+            select(Suppression).where(Suppression.lifted_at.is_(None),
+                                      Suppression.expires_at.is_not(None),
+                                      Suppression.expires_at <= now)
+            .order_by(Suppression.id).limit(batch)).all()
+        if not entries:
+            return total
+        for entry in entries:
+            entry.lifted_at = now
+            db.session.add(SuppressionRemoval(
+                suppression=entry, address=entry.address, customer_id=entry.customer_id,
+                reason=AUTOMATIC_REASON, minutes_spent=0, billable=False, automatic=True,
+                removed_at=now))
+            audit.record("suppression.expire", None, "suppression", entry.id,
+                         customer_id=entry.customer_id, actor_label="system (automatic)",
+                         before={"lifted_at": None}, after={"lifted_at": now.isoformat()},
+                         note=AUTOMATIC_REASON)
+        db.session.commit()
+        total += len(entries)
+
+
+@dataclass
+class Filters:
+    """The Suppressions page's search: address or domain, reason, scope, dates, state."""
+
+    q: str = ""
+    reason: str = ""
+    scope: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+    state: str = "active"  # active | lifted | all
+
+
+def search(filters: Filters, limit: int = 200, now: datetime | None = None) -> list[Suppression]:
+    """Entries matching the filters, newest first."""
+    now = now or utcnow()
+    query = select(Suppression)
+    q = normalise_address(filters.q)
+    if q:
+        if "@" in q and not q.startswith("@"):
+            query = query.where(Suppression.address == q)
+        else:
+            domain = q.lstrip("@")
+            query = query.where(or_(Suppression.address.like(f"%@{_escape(domain)}", escape="\\"),
+                                    Suppression.address.like(f"%{_escape(q)}%", escape="\\")))
+    if filters.reason in REASONS:
+        query = query.where(Suppression.reason == filters.reason)
+    if filters.scope in SCOPES:
+        query = query.where(Suppression.scope == filters.scope)
+    if filters.since is not None:
+        query = query.where(Suppression.created_at >= filters.since)
+    if filters.until is not None:
+        query = query.where(Suppression.created_at < filters.until)
+    active = (Suppression.lifted_at.is_(None)
+              & or_(Suppression.expires_at.is_(None), Suppression.expires_at > now))
+    if filters.state == "active":
+        query = query.where(active)
+    elif filters.state == "lifted":
+        query = query.where(~active)
+    return list(db.session.scalars(
+        query.order_by(Suppression.created_at.desc(), Suppression.id.desc()).limit(limit)))
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def reports_for(entry: Suppression) -> list[BounceReport]:
+    """The reports that caused (or fed) an entry, newest first."""
+    return list(db.session.scalars(
+        select(BounceReport).where(BounceReport.suppression_id == entry.id)
+        .order_by(BounceReport.received_at.desc(), BounceReport.id.desc()).limit(50)))
+
+
+def history(address: str) -> list[SuppressionRemoval]:
+    """Every removal of an address, newest first."""
+    return list(db.session.scalars(
+        select(SuppressionRemoval).where(SuppressionRemoval.address == normalise_address(address))
+        .order_by(SuppressionRemoval.removed_at.desc(), SuppressionRemoval.id.desc())))
+
+
+def counts() -> dict:
+    """Active entries per reason, for the page header."""
+    now = utcnow()
+    rows = db.session.execute(
+        select(Suppression.reason, func.count()).where(
+            Suppression.lifted_at.is_(None),
+            or_(Suppression.expires_at.is_(None), Suppression.expires_at > now))
+        .group_by(Suppression.reason)).all()
+    return {reason: n for reason, n in rows}

@@ -1,0 +1,82 @@
+"""Parsing real-world report formats: standard DSNs, non-standard bounces, complaints, junk."""
+from __future__ import annotations
+
+import pytest
+
+from dashboard.services import bounces
+
+from .conftest import report
+
+RCPT = "Mario.Rossi@Example.org"
+pytestmark = pytest.mark.usefixtures("app")  # fixtures carry a signed VERP address
+
+
+def parse(name: str):
+    """The reports parsed from a fixture addressed to RCPT."""
+    return bounces.parse(report(name, recipient=RCPT))
+
+
+@pytest.mark.parametrize("name, kind, status, source", [
+    ("postfix_hard.eml", "hard", "5.1.1", "dsn"),
+    ("gmail_dsn.eml", "hard", "5.1.1", "dsn"),
+    ("office365_ndr.eml", "hard", "5.1.10", "dsn"),
+    ("exim_hard.eml", "hard", "5.1.1", "heuristic"),
+    ("exchange_legacy.eml", "hard", "5.1.1", "heuristic"),
+    ("qmail_hard.eml", "hard", "5.1.1", "heuristic"),
+    ("qmail_mailbox_full.eml", "soft", "4.2.2", "heuristic"),
+    ("soft_dsn.eml", "soft", "4.2.2", "dsn"),
+    ("delayed_dsn.eml", "delayed", "4.4.1", "dsn"),
+    ("success_dsn.eml", "delivered", "2.0.0", "dsn"),
+])
+def test_each_report_format_is_classified_by_its_status_class(name, kind, status, source):
+    """Every format yields the recipient, its status code and the right kind."""
+    [result] = parse(name)
+    assert (result.kind, result.status, result.source) == (kind, status, source)
+    assert result.recipient == RCPT.lower()
+    assert result.diagnostic
+
+
+def test_the_dsn_diagnostic_code_is_unfolded_and_loses_its_type():
+    """A folded Diagnostic-Code reads as one line, without the 'smtp;' prefix."""
+    [result] = parse("postfix_hard.eml")
+    assert result.diagnostic.lower().startswith("550 5.1.1 <mario.rossi@example.org>")
+    assert "\n" not in result.diagnostic and result.smtp_code == 550
+
+
+def test_flufl_permanent_failures_with_a_4xx_code_are_soft():
+    """flufl calls every failure permanent; a 4.x.x status in the text makes it soft."""
+    [result] = parse("qmail_mailbox_full.eml")
+    assert result.kind == "soft" and result.smtp_code == 452
+
+
+def test_an_arf_report_is_a_complaint_for_the_original_recipient():
+    """RFC 5965 feedback reports are complaints naming the Original-Rcpt-To."""
+    [result] = parse("arf_complaint.eml")
+    assert result.kind == "complaint" and result.recipient == RCPT.lower()
+    assert result.extra["feedback_type"] == "abuse"
+
+
+@pytest.mark.parametrize("raw", [
+    b"",
+    b"\x00\xff\xfe\x00 binary garbage",
+    b"From: someone@example.com\r\n\r\nHello, just a normal reply.",
+    b"Content-Type: multipart/report; boundary=x\r\n\r\n--x\r\n"
+    b"Content-Type: message/delivery-status\r\n\r\n\r\n--x--",
+    b"Content-Type: multipart/report; report-type=feedback-report; boundary=\"y\"\r\n\r\n"
+    b"--y\r\nContent-Type: message/feedback-report\r\n\r\n",
+    "Subject: caf\u00e9\r\n\r\n\u2603".encode("utf-8"),
+])
+def test_junk_is_never_fatal(raw):
+    """Reports that are not reports parse to nothing (or a complaint without recipient)."""
+    result = bounces.parse(raw)
+    assert all(r.recipient is None for r in result)
+
+
+def test_classification_follows_the_status_class_then_the_action():
+    """5.x.x hard, 4.x.x soft, 2.x.x delivered; Action delayed is delayed."""
+    assert bounces.classify("5.7.1", "failed") == "hard"
+    assert bounces.classify("4.2.2", "failed") == "soft"
+    assert bounces.classify("4.4.7", "delayed") == "delayed"
+    assert bounces.classify("2.0.0", "delivered") == "delivered"
+    assert bounces.classify(None, "delivered") == "delivered"
+    assert bounces.classify(None, "failed") == "hard"
