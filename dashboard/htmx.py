@@ -10,7 +10,9 @@ from .extensions import htmx
 
 def render(page: str, partial: str | None = None, status: int = 200, **context) -> Response:
     """Render the partial for htmx requests (when given), the full page otherwise."""
-    template = partial if (partial and htmx and not htmx.boosted) else page
+    # a history-restore request (cache miss on Back) needs the whole page, not the fragment
+    template = (partial if (partial and htmx and not htmx.boosted
+                            and not htmx.history_restore_request) else page)
     response = make_response(render_template(template, **context), status)
     if partial:
         response.headers.add("Vary", "HX-Request")

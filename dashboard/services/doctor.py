@@ -1,0 +1,550 @@
+"""The delivery doctor: walks the seed's four causes, in order, against the real data.
+
+(a) sending off, (b) spam classification, (c) suppression list, (d) temporary problems;
+when no message is found within the retention period it says so. One function,
+`diagnose`, builds every verdict; the page, its actions and the tests all go through it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from flask import url_for
+from flask_babel import gettext as _
+from sqlalchemy import or_, select
+from werkzeug.routing import BuildError
+
+from ..addresses import normalise
+from ..extensions import db
+from ..models import Customer, Message, Suppression, SuppressionRemoval, User, utcnow
+from . import ServiceError, audit, messages, settings, suppressions
+
+MAX_MESSAGES = 50
+ACCEPTED = ("sent", "delivered", "opened")
+TEMPORARY = ("deferred", "failed")
+CAUSES = ("sending", "spam", "suppression", "temporary")
+
+
+@dataclass
+class Action:
+    """The button (or link) that fixes a cause, for the roles allowed to press it."""
+
+    kind: str  # turn_on | resume | lift | resend | link
+    label: str
+    url: str | None = None
+    method: str = "post"
+    roles: tuple[str, ...] = ("admin",)
+    confirm: str | None = None
+    values: dict = field(default_factory=dict)
+
+
+@dataclass
+class Verdict:
+    """The doctor's word on one cause: colour, a title, plain text, evidence and the fix."""
+
+    cause: str  # sending | spam | suppression | temporary | nothing
+    colour: str  # green | amber | red
+    title: str
+    text: str
+    evidence: list[str] = field(default_factory=list)
+    actions: list[Action] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
+
+
+@dataclass
+class Diagnosis:
+    """Every verdict for one question, and the messages read to reach them."""
+
+    address: str | None
+    reference: str | None
+    customer: Customer | None
+    retention_days: int
+    verdicts: list[Verdict]
+    messages: list[Message]
+    suppressions: list[Suppression]
+
+    @property
+    def found(self) -> bool:
+        """True when at least one message matched within the retention period."""
+        return bool(self.messages)
+
+    @property
+    def primary(self) -> Verdict | None:
+        """The most likely cause: the first red verdict, else the first amber one."""
+        for colour in ("red", "amber"):
+            for verdict in self.verdicts:
+                if verdict.colour == colour:
+                    return verdict
+        return None
+
+    def verdict(self, cause: str) -> Verdict | None:
+        """The verdict for one cause, if any."""
+        return next((v for v in self.verdicts if v.cause == cause), None)
+
+    def query(self) -> dict:
+        """The question as form values (carried by the action forms to re-ask it)."""
+        return {"address": self.address or "", "reference": self.reference or "",
+                "customer": self.customer.code if self.customer else ""}
+
+
+def url_or_none(endpoint: str, **values) -> str | None:
+    """url_for, or None while the endpoint does not exist (areas are built in parallel)."""
+    try:
+        return url_for(endpoint, **values)
+    except (BuildError, RuntimeError):
+        return None
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "—"
+
+
+def _answer(code: int | None, text: str | None) -> str:
+    return " ".join(part for part in (str(code) if code else "", (text or "")[:200]) if part) or "—"
+
+
+def parse_query(address: str | None, reference: str | None) -> tuple[str | None, str | None]:
+    """Check the doctor's input: an address and/or a reference, at least one of them."""
+    address = (address or "").strip() or None
+    reference = (reference or "").strip() or None
+    if address is not None:
+        address = normalise(address, "address")
+    if reference is not None:
+        reference = messages.parse_reference(reference)
+    if address is None and reference is None:
+        raise ServiceError(_("Enter an email address or a reference (or both)."), "address")
+    return address, reference
+
+
+def retention_days(customer: Customer | None = None) -> int:
+    """How many days of messages Postino keeps (the customer's own period when it has one)."""
+    if customer is not None and customer.retention_days:
+        return int(customer.retention_days)
+    return int(settings.get("retention_days"))
+
+
+def find_messages(address: str | None, reference: str | None, customer: Customer | None,
+                  since: datetime) -> list[Message]:
+    """The most recent messages matching the question, newest first."""
+    query = select(Message).where(Message.created_at >= since)
+    if address:
+        query = query.where(Message.recipient == address)
+    if reference:
+        query = query.where(Message.reference == reference)
+    if customer is not None:
+        query = query.where(Message.customer_id == customer.id)
+    query = query.order_by(Message.created_at.desc(), Message.id.desc()).limit(MAX_MESSAGES)
+    return list(db.session.scalars(query))
+
+
+def diagnose(address: str | None = None, reference: str | None = None,
+             customer: Customer | None = None, now: datetime | None = None) -> Diagnosis:
+    """Walk causes (a)-(d) in order for an address and/or a reference; returns every verdict."""
+    address, reference = parse_query(address, reference)
+    now = now or utcnow()
+    days = retention_days(customer)
+    found = find_messages(address, reference, customer, now - timedelta(days=days))
+    customers = [customer] if customer is not None else _distinct(m.customer for m in found)
+    addresses = [address] if address else _distinct(m.recipient for m in found)
+    entries = _active_suppressions(addresses, customer, now)
+    verdicts = [
+        _sending_verdict(customers, found),
+        _spam_verdict(found),
+        _suppression_verdict(addresses, entries, customer, found, now),
+        _temporary_verdict(found),
+    ]
+    if not found:
+        verdicts.append(_nothing_verdict(address, reference, customer, days))
+    return Diagnosis(address, reference, customer, days, verdicts, found, entries)
+
+
+def _distinct(items) -> list:
+    seen: list = []
+    for item in items:
+        if item is not None and item not in seen:
+            seen.append(item)
+    return seen
+
+
+# (a) sending off ---------------------------------------------------------------------------
+
+def _sending_verdict(customers: list[Customer], found: list[Message]) -> Verdict:
+    """Global switch, customer switch, customer paused: then no user receives notifications."""
+    held = [m for m in found if m.status == "held"]
+    if not settings.sending_enabled():
+        return Verdict(
+            "sending", "red", _("Sending is off for everyone"),
+            _("No user of any customer receives notifications: the global switch in Settings "
+              "is off. Messages are held, not lost, and go out when sending is turned on."),
+            evidence=[_("%(n)d of the messages read are held.", n=len(held))] if held else [],
+            actions=[Action("turn_on", _("Turn sending on"), url_or_none("doctor.turn_on"),
+                            values={"scope": "global"},
+                            confirm=_("Turn sending on for everyone?"))],
+            messages=held,
+        )
+    for customer in customers:
+        if not customer.sending_enabled:
+            return Verdict(
+                "sending", "red",
+                _("Sending is off for %(name)s", name=customer.name),
+                _("No user of this customer receives notifications: its sending switch is off. "
+                  "Its messages are held and go out when sending is turned on."),
+                evidence=_held_evidence(customer, held),
+                actions=[Action("turn_on", _("Turn sending on for %(name)s", name=customer.name),
+                                url_or_none("doctor.turn_on"),
+                                values={"scope": "customer", "code": customer.code},
+                                confirm=_("Turn sending on for %(name)s?", name=customer.name)),
+                         *_customer_link(customer)],
+                messages=[m for m in held if m.customer_id == customer.id],
+            )
+        if customer.paused:
+            return Verdict(
+                "sending", "red",
+                _("%(name)s is paused (processing blocked)", name=customer.name),
+                _("No user of this customer receives notifications: its processing was blocked "
+                  "since %(since)s because %(reason)s. Its messages are held; resume it once "
+                  "the cause is fixed.", since=_when(customer.paused_at),
+                  reason=customer.paused_reason or _("of repeated errors")),
+                evidence=_held_evidence(customer, held),
+                actions=[Action("resume", _("Resume %(name)s", name=customer.name),
+                                url_or_none("doctor.resume"), values={"code": customer.code},
+                                confirm=_("Resume %(name)s and release its held mail?",
+                                          name=customer.name)),
+                         *_customer_link(customer)],
+                messages=[m for m in held if m.customer_id == customer.id],
+            )
+    names = ", ".join(c.name for c in customers)
+    text = (_("Sending is on for everyone and for %(names)s.", names=names) if names
+            else _("Sending is on for everyone."))
+    return Verdict("sending", "green", _("Sending is on"), text)
+
+
+def _held_evidence(customer: Customer, held: list[Message]) -> list[str]:
+    from .banners import held_count
+
+    return [_("%(n)d messages of %(name)s are held.", n=held_count(customer.id),
+              name=customer.name)]
+
+
+def _customer_link(customer: Customer) -> list[Action]:
+    url = url_or_none("customers.detail", code=customer.code) or url_or_none("customers.index")
+    if url is None:
+        return []
+    return [Action("link", _("Open %(name)s", name=customer.name), url, method="get")]
+
+
+# (b) spam classification -------------------------------------------------------------------
+
+def _spam_verdict(found: list[Message]) -> Verdict:
+    """The last message the recipient's server accepted: then look in the spam folder."""
+    accepted = next((m for m in found if m.status in ACCEPTED), None)
+    if accepted is None:
+        return Verdict("spam", "green", _("Not a spam question"),
+                       _("No message was accepted by the recipient's server, so spam "
+                         "filtering cannot be the cause."))
+    customer = accepted.customer
+    evidence = [_("Accepted at %(when)s by the %(server)s with %(answer)s.",
+                  when=_when(accepted.sent_at),
+                  server=(_("customer's own SMTP server") if accepted.transport == "customer_smtp"
+                          else _("recipient's server")),
+                  answer=_answer(accepted.last_smtp_code, accepted.last_smtp_text))]
+    if accepted.delivered_at:
+        evidence.append(_("Delivery confirmed by the recipient's server at %(when)s.",
+                          when=_when(accepted.delivered_at)))
+    if accepted.open_count or accepted.opened_at:
+        evidence.append(_("Opened %(n)d times, first at %(when)s (opens are approximate: "
+                          "some mail programs block images, others open every message).",
+                          n=accepted.open_count or 1, when=_when(accepted.opened_at)))
+    else:
+        evidence.append(_("Not opened yet, as far as Postino can tell (opens are approximate: "
+                          "many mail programs block images)."))
+    colour = "amber"
+    if customer is not None and customer.sending_mode == "custom_from":
+        dns_colour, dns_line = _dns_evidence(customer)
+        evidence.append(dns_line)
+        if dns_colour == "red":
+            colour = "red"
+    if customer is not None and customer.sending_mode == "customer_smtp":
+        evidence.append(_("This customer sends through its own SMTP account: we see only its "
+                          "server's answer; bounces reach the customer's mailbox."))
+    if (accepted.open_count or accepted.opened_at) and colour == "amber":
+        return Verdict("spam", "green", _("The message was received and opened"),
+                       _("The last message was accepted by the recipient's server and opened. "
+                         "If the user cannot find it, ask them to search all folders of the "
+                         "mailbox, including the spam (junk) folder."),
+                       evidence=evidence, messages=[accepted],
+                       actions=_message_link(accepted))
+    return Verdict(
+        "spam", colour, _("Accepted by the recipient's server: check the spam folder"),
+        _("The last message was handed over to the recipient's mail server, so Postino did "
+          "its part. If the user does not see it, it was probably classified as spam: check "
+          "the junk folder of the mail program (e.g. Apple Mail), and also the web mail of "
+          "the provider (Gmail, Yahoo, Outlook.com/Live, Libero, Alice), which may keep junk "
+          "mail without passing it on to the mail program. If the provider blocks our mail, "
+          "the user's mail administrator should add our sender (or its IP) to the whitelist."),
+        evidence=evidence, messages=[accepted], actions=_message_link(accepted),
+    )
+
+
+def _dns_evidence(customer: Customer) -> tuple[str, str]:
+    """The stored DNS verdict of a custom_from customer: (colour, line)."""
+    check = customer.dns_check or {}
+    colour = str(check.get("verdict") or check.get("colour") or check.get("status") or "")
+    colour = {"ok": "green", "pass": "green", "warn": "amber", "warning": "amber",
+              "fail": "red", "error": "red"}.get(colour.lower(), colour.lower())
+    summary = check.get("summary") or check.get("text") or check.get("message") or ""
+    if not check:
+        return "amber", _("The customer's own From address is used over our relay, and its "
+                          "SPF/DMARC records were never checked: receiving servers may treat "
+                          "the mail as spam.")
+    when = _when(customer.dns_checked_at)
+    if colour == "green":
+        return "green", _("The DNS check of %(when)s found our relay authorised by the "
+                          "customer's domain (SPF/DMARC). %(summary)s", when=when,
+                          summary=summary).strip()
+    return (colour if colour in ("amber", "red") else "amber",
+            _("The DNS check of %(when)s found that the customer's domain does not authorise "
+              "our relay (SPF/DMARC): receiving servers may treat the mail as spam. %(summary)s",
+              when=when, summary=summary).strip())
+
+
+def _message_link(message: Message) -> list[Action]:
+    url = url_or_none("log.message", public_id=message.public_id)
+    if url is None:
+        return []
+    return [Action("link", _("Open the message"), url, method="get",
+                   roles=("support",))]
+
+
+# (c) suppression list ----------------------------------------------------------------------
+
+def _active_suppressions(addresses: list[str], customer: Customer | None,
+                         now: datetime) -> list[Suppression]:
+    """Active entries for the addresses: in the customer's scope, or in any scope."""
+    if not addresses:
+        return []
+    if customer is not None:
+        return [e for a in addresses if (e := suppressions.active_for(a, customer, now))]
+    query = select(Suppression).where(
+        Suppression.address.in_(addresses), Suppression.lifted_at.is_(None),
+        or_(Suppression.expires_at.is_(None), Suppression.expires_at > now),
+    ).order_by(Suppression.created_at.desc(), Suppression.id.desc())
+    return list(db.session.scalars(query))
+
+
+def removals_for(address: str) -> list[SuppressionRemoval]:
+    """Every past removal of an address from the suppression list, newest first."""
+    return list(db.session.scalars(
+        select(SuppressionRemoval).where(SuppressionRemoval.address == address)
+        .order_by(SuppressionRemoval.removed_at.desc(), SuppressionRemoval.id.desc())
+    ))
+
+
+def billable_since(address: str, now: datetime | None = None) -> SuppressionRemoval | None:
+    """The staff removal inside the billing window that makes one more lift billable, if any."""
+    now = now or utcnow()
+    window = timedelta(days=int(settings.get("billing_window_days")))
+    return db.session.scalars(
+        select(SuppressionRemoval).where(SuppressionRemoval.address == address,
+                                         SuppressionRemoval.automatic.is_(False),
+                                         SuppressionRemoval.removed_at >= now - window)
+        .order_by(SuppressionRemoval.removed_at.desc(), SuppressionRemoval.id.desc()).limit(1)
+    ).first()
+
+
+def _reason(entry: Suppression) -> str:
+    labels = {"hard_bounce": _("hard bounce"), "soft_bounce": _("repeated soft bounces"),
+              "complaint": _("spam complaint"), "manual": _("added by staff")}
+    return labels.get(entry.reason, entry.reason)
+
+
+def _suppression_verdict(addresses: list[str], entries: list[Suppression],
+                         customer: Customer | None, found: list[Message],
+                         now: datetime) -> Verdict:
+    """An active entry stops every message to the address: show why and since when."""
+    history: list[str] = []
+    for address in addresses:
+        for removal in removals_for(address)[:5]:
+            history.append(_("%(address)s was lifted on %(when)s: %(reason)s%(billable)s.",
+                             address=address, when=_when(removal.removed_at),
+                             reason=removal.reason,
+                             billable=_(" (billable)") if removal.billable else ""))
+    if not addresses:
+        return Verdict("suppression", "green", _("No address to check"),
+                       _("Give an email address to check the suppression list."))
+    if not entries:
+        return Verdict("suppression", "green", _("Not on the suppression list"),
+                       _("%(addresses)s is not on the suppression list.",
+                         addresses=", ".join(addresses)), evidence=history)
+    evidence: list[str] = []
+    actions: list[Action] = []
+    for entry in entries:
+        scope = (_("for the relay") if entry.scope == "relay" else
+                 _("for the own SMTP of %(name)s",
+                   name=entry.customer.name if entry.customer else "?"))
+        line = _("%(address)s is suppressed %(scope)s since %(when)s: %(reason)s",
+                 address=entry.address, scope=scope, when=_when(entry.created_at),
+                 reason=_reason(entry))
+        if entry.smtp_code or entry.diagnostic:
+            line += f" ({_answer(None, ' '.join(filter(None, [entry.smtp_code, entry.diagnostic])))})"
+        if entry.expires_at:
+            line += " " + _("until %(when)s", when=_when(entry.expires_at))
+        evidence.append(line + ".")
+        previous = billable_since(entry.address, now)
+        if previous is not None:
+            evidence.append(_("Billable: %(address)s was already lifted on %(when)s, inside "
+                              "the %(days)d-day billing window; lifting it again is invoiced "
+                              "by the time spent.", address=entry.address,
+                              when=_when(previous.removed_at),
+                              days=int(settings.get("billing_window_days"))))
+        actions.append(Action(
+            "lift", _("Lift %(address)s", address=entry.address), url_or_none("doctor.lift"),
+            roles=("admin",) if entry.reason == "complaint" else ("support",), values={"suppression_id": entry.id,
+                                        "billable": previous is not None,
+                                        "customer": customer.code if customer else
+                                        (entry.customer.code if entry.customer else "")},
+            confirm=_("Lift %(address)s from the suppression list?", address=entry.address),
+        ))
+        link = url_or_none("suppressions.index", q=entry.address)
+        if link:
+            actions.append(Action("link", _("Open in Suppressions"), link, method="get",
+                                  roles=("support",)))
+    stopped = [m for m in found if m.status == "suppressed"]
+    if stopped:
+        evidence.append(_("%(n)d of the messages read were not sent because of it.",
+                          n=len(stopped)))
+    return Verdict(
+        "suppression", "red", _("The address is on the suppression list"),
+        _("Postino does not send to this address any more, because its mail server refused "
+          "mail (or the user reported it as spam). Check the address with the customer "
+          "(mailbox full, unknown address, server unreachable…), lift it with a reason, then "
+          "resend the notification. If it keeps coming back, the customer's mail "
+          "administrators must fix the mailbox; repeated removals are billable."),
+        evidence=evidence + history, actions=actions, messages=stopped,
+    )
+
+
+# (d) temporary problems --------------------------------------------------------------------
+
+def _temporary_verdict(found: list[Message]) -> Verdict:
+    """Deferred messages (with their next retry) and failed ones not resent yet."""
+    resent = {m.resend_of_id for m in found if m.resend_of_id}
+    if found:
+        resent |= set(db.session.scalars(
+            select(Message.resend_of_id).where(Message.resend_of_id.in_([m.id for m in found]))))
+    failed = [m for m in found if m.status == "failed" and m.id not in resent]
+    deferred = [m for m in found if m.status == "deferred"]
+    evidence = []
+    for m in deferred:
+        evidence.append(_("%(id)s: deferred after %(n)d attempts (%(answer)s); next retry at "
+                          "%(when)s.", id=m.public_id, n=m.attempts,
+                          answer=_answer(m.last_smtp_code, m.last_smtp_text),
+                          when=_when(m.next_attempt_at)))
+    for m in failed:
+        evidence.append(_("%(id)s: failed after %(n)d attempts: %(reason)s (%(answer)s).",
+                          id=m.public_id, n=m.attempts, reason=m.status_reason or _("refused"),
+                          answer=_answer(m.last_smtp_code, m.last_smtp_text)))
+    if failed:
+        return Verdict(
+            "temporary", "red", _("Delivery failed"),
+            _("The mail service could not deliver the message. Once the cause is fixed, resend "
+              "it: a new message is sent, the original stays as it was."),
+            evidence=evidence, messages=failed + deferred,
+            actions=[Action("resend", _("Resend %(id)s", id=m.public_id), url_or_none("doctor.resend"),
+                            roles=("support",), values={"public_id": m.public_id},
+                            confirm=_("Send this notification again to %(to)s?", to=m.recipient))
+                     for m in failed[:5]],
+        )
+    if deferred:
+        return Verdict(
+            "temporary", "amber", _("Delivery is being retried"),
+            _("The recipient's server (or ours) answered with a temporary problem. Postino "
+              "retries with growing delays; nothing to do unless it keeps failing."),
+            evidence=evidence, messages=deferred,
+        )
+    pending = [m for m in found if m.status in ("queued", "sending")]
+    if pending:
+        return Verdict("temporary", "green", _("Waiting in the queue"),
+                       _("%(n)d messages are queued and will be sent shortly.", n=len(pending)),
+                       messages=pending)
+    return Verdict("temporary", "green", _("No temporary problem"),
+                   _("No message read is deferred or failed."))
+
+
+# nothing found -----------------------------------------------------------------------------
+
+def _nothing_verdict(address: str | None, reference: str | None, customer: Customer | None,
+                     days: int) -> Verdict:
+    """No message matched within the retention period: maybe it never reached Postino."""
+    what = " · ".join(filter(None, [address, reference]))
+    text = _("Postino has no message for %(what)s in the last %(days)d days (the retention "
+             "period; older messages are deleted).", what=what, days=days)
+    if customer is not None:
+        text += " " + _("Only messages of %(name)s were searched.", name=customer.name)
+    return Verdict(
+        "nothing", "amber", _("No message found"),
+        text + " " + _("If the event happened within this period, it may never have reached "
+                       "Postino: check that the platform raised it (the order was really "
+                       "closed, the document really sent) and that the address is right."),
+    )
+
+
+# actions -----------------------------------------------------------------------------------
+
+def lift(entry: Suppression, reason: str, customer: Customer | None, minutes: int,
+         actor: User | None) -> SuppressionRemoval:
+    """Lift a suppression: through the suppressions service, or recorded here as a removal."""
+    shared = getattr(suppressions, "lift", None)
+    if shared is not None:
+        return shared(entry, customer=customer, reason=reason, ticket=None, minutes=minutes,
+                      actor=actor)
+    reason = (reason or "").strip()
+    if entry.lifted_at is not None:
+        raise ServiceError(_("This entry was already lifted."), "reason")
+    if customer is None:
+        raise ServiceError(_("Choose the customer who asked."), "customer")
+    if not reason:
+        raise ServiceError(_("A reason is required."), "reason")
+    if minutes is None or not 0 <= minutes <= 24 * 60:
+        raise ServiceError(_("Minutes must be between 0 and 1440."), "minutes")
+    now = utcnow()
+    billable = billable_since(entry.address, now) is not None
+    entry.lifted_at = now
+    removal = SuppressionRemoval(suppression=entry, address=entry.address,
+                                 customer_id=customer.id, reason=reason, minutes_spent=minutes,
+                                 billable=billable, removed_at=now,
+                                 removed_by_id=actor.id if actor else None)
+    db.session.add(removal)
+    db.session.flush()
+    audit.record("suppression.lift", actor, "suppression", entry.id,
+                 before={"lifted_at": None},
+                 after={"lifted_at": now.isoformat(), "removal_id": removal.id,
+                        "billable": billable, "minutes": minutes},
+                 note=reason, customer_id=customer.id)
+    db.session.commit()
+    return removal
+
+
+def resend(original: Message, actor: User | None) -> Message:
+    """Resend a message: a new message with the original's content, linked to it."""
+    try:
+        from . import resend as resend_service
+    except ImportError:
+        resend_service = None
+    if resend_service is not None and hasattr(resend_service, "resend"):
+        return resend_service.resend(original, actor=actor)
+    from .messages import Attachment
+    from .render import Rendered
+
+    rendered = Rendered(original.subject, original.html_body or "", original.text_body or "",
+                        original.template_version_id, original.template_source or "default")
+    files = [Attachment(a.filename, a.content_type, a.content) for a in original.attachments]
+    [message] = messages.store(original.customer, original.event, [original.recipient],
+                               original.reference, original.language, original.data or {},
+                               rendered, files, resend_of=original, actor=actor, commit=False)
+    audit.record("message.resend", actor, "message", message.public_id,
+                 before={"original": original.public_id},
+                 after={"message": message.public_id, "status": message.status},
+                 customer_id=original.customer_id)
+    db.session.commit()
+    return message
