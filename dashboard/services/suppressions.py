@@ -303,8 +303,18 @@ def lift(entry: Suppression, customer: Customer | None, reason: str, ticket: str
     return removal
 
 
-def resend(original: Message, actor: User | None) -> Message:
+def resend(original: Message, actor: User | None) -> Message | None:
     """A new message with the original's rendered content, linked to it (never edited)."""
+    try:
+        from . import resend as resend_service
+    except ImportError:  # the Log's resend service is optional here
+        resend_service = None
+    if resend_service is not None:
+        try:
+            return resend_service.resend(original, actor, note="resent after lifting a "
+                                         "suppression", commit=False)
+        except resend_service.ResendRefused:
+            return None  # still suppressed in another scope: nothing to resend
     from . import messages
     from .render import Rendered
 
