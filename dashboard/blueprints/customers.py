@@ -109,7 +109,8 @@ def _posted_settings() -> tuple[dict, bool]:
     for name in MODE_FIELDS.get(mode, ()):
         if name in form:
             data[name] = form.get(name, "")
-    if mode == "customer_smtp":
+    if mode == "customer_smtp" and "smtp_verify_tls" in form:
+        # the form posts a hidden "0" before the checkbox's "1"
         data["smtp_verify_tls"] = "1" if "1" in form.getlist("smtp_verify_tls") else "0"
     return data, form.get("confirm_insecure") == "1"
 

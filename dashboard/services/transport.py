@@ -263,6 +263,8 @@ def probe(settings: SmtpSettings) -> list[ProbeStep]:
                                         local_hostname=socket.gethostname())
             else:
                 smtp = smtplib.SMTP(timeout=s.timeout, local_hostname=socket.gethostname())
+            # connect() does not set it: TLS needs it as server_hostname to check the cert
+            smtp._host = s.host
             code, banner = smtp.connect(s.host, s.port)
         except ssl.SSLCertVerificationError as exc:
             steps.append(ProbeStep("connect", False,

@@ -1,0 +1,71 @@
+"""`flask customer-settings` and `flask sending`: same validation and audit as the pages."""
+from sqlalchemy import select
+
+from dashboard.extensions import db
+from dashboard.models import AuditEntry
+from dashboard.services import settings
+
+
+def test_customer_settings_sets_customer_smtp(runner, make_customer):
+    """Every contract option is accepted; the password is stored encrypted and not printed."""
+    customer, _ = make_customer()
+    result = runner.invoke(args=[
+        "customer-settings", customer.code, "--mode", "customer_smtp",
+        "--from-address", "notifiche@cliente.example", "--from-name", "Cliente",
+        "--smtp-host", "smtp.cliente.example", "--smtp-port", "465", "--smtp-security", "ssl",
+        "--smtp-auth", "login", "--smtp-username", "notifiche@cliente.example",
+        "--smtp-password", "Pw-from-cli-1"])
+    assert result.exit_code == 0, result.output
+    assert "mode=customer_smtp" in result.output and "Pw-from-cli-1" not in result.output
+    db.session.refresh(customer)
+    assert (customer.smtp_host, customer.smtp_port, customer.smtp_security) == (
+        "smtp.cliente.example", 465, "ssl")
+    assert customer.smtp_password_encrypted and "Pw-from-cli-1" not in customer.smtp_password_encrypted
+    entry = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "customer.sending_mode"))
+    assert entry.actor_label == "cli" and entry.after["smtp_password"] == "(changed)"
+
+
+def test_customer_settings_refuses_bad_input_and_saves_nothing(runner, make_customer):
+    """Missing host and a bad port: exit 2 with each error; the customer is unchanged."""
+    customer, _ = make_customer()
+    result = runner.invoke(args=["customer-settings", customer.code, "--mode", "customer_smtp",
+                                 "--from-address", "a@cliente.example", "--smtp-port", "0"])
+    assert result.exit_code == 2
+    assert "--smtp-port" in result.output and "--smtp-host" in result.output
+    db.session.refresh(customer)
+    assert customer.sending_mode == "standard"
+
+
+def test_customer_settings_unknown_customer_and_mode(runner):
+    """An unknown code or mode is a clear error, not a traceback."""
+    result = runner.invoke(args=["customer-settings", "NOPE", "--mode", "standard"])
+    assert result.exit_code == 2 and "NOPE" in result.output
+    result = runner.invoke(args=["customer-settings", "NOPE", "--mode", "bogus"])
+    assert result.exit_code == 2
+
+
+def test_customer_settings_custom_from_reports_the_dns_verdict(runner, make_customer,
+                                                               dns_config):
+    """custom_from runs the DNS check and prints its verdict."""
+    customer, _ = make_customer()
+    result = runner.invoke(args=["customer-settings", customer.code, "--mode", "custom_from",
+                                 "--from-address", "ordini@soft.example"])
+    assert result.exit_code == 0, result.output
+    assert "DNS check of soft.example: risk" in result.output
+
+
+def test_sending_off_and_on_globally_and_per_customer(runner, make_customer):
+    """The switches, audited, for everyone and for one customer; bad input refused."""
+    customer, _ = make_customer()
+    assert runner.invoke(args=["sending", "off"]).exit_code == 0
+    assert settings.sending_enabled() is False
+    result = runner.invoke(args=["sending", "on"])
+    assert result.exit_code == 0 and "sending on for everyone" in result.output
+    result = runner.invoke(args=["sending", "off", "--customer", customer.code])
+    assert result.exit_code == 0
+    db.session.refresh(customer)
+    assert customer.sending_enabled is False
+    assert runner.invoke(args=["sending", "maybe"]).exit_code == 2
+    assert runner.invoke(args=["sending", "on", "--customer", "NOPE"]).exit_code == 2
+    actions = db.session.scalars(select(AuditEntry.action).order_by(AuditEntry.id)).all()
+    assert actions.count("setting.update") == 2 and "customer.sending" in actions
