@@ -20,6 +20,10 @@ def job_definitions(app: Flask) -> list[dict]:
          "seconds": int(app.config.get("POSTINO_SWEEP_SECONDS", 5))},
         {"id": "suppression_expiry", "func": "dashboard.scheduler:run_suppression_expiry",
          "trigger": "interval", "minutes": 10},
+        {"id": "purge", "func": "dashboard.scheduler:run_purge", "trigger": "cron",
+         "hour": 3, "minute": 15},
+        {"id": "health_check", "func": "dashboard.scheduler:run_health_check",
+         "trigger": "interval", "seconds": 60},
     ]
 
 
@@ -40,6 +44,33 @@ def run_suppression_expiry() -> None:
     with _app.app_context():
         with jobs.recorded("suppression_expiry") as run:
             run.counts = {"lifted": suppressions.expire_due()}
+
+
+def run_purge() -> None:
+    """Job: retention purge (a singleton: skipped while another worker purges)."""
+    from .services import purge
+
+    with _app.app_context():
+        purge.run_job()
+
+
+def run_health_check() -> None:
+    """Job: queue health alerts (worker heartbeat, backlog, paused customers)."""
+    from .services import health, jobs
+
+    with _app.app_context():
+        with jobs.recorded("health_check") as run:
+            run.counts = health.check()
+
+
+def run_now(app: Flask, job_id: str) -> None:
+    """Run one scheduled job's function now, in this process (the Jobs page's "run now")."""
+    from apscheduler.util import ref_to_obj
+
+    global _app
+    _app = app
+    definition = next(d for d in job_definitions(app) if d["id"] == job_id)
+    ref_to_obj(definition["func"])()
 
 
 def make_scheduler(app: Flask, background: bool = False):

@@ -59,6 +59,10 @@ def active_banners() -> list[Banner]:
         select(Alert).where(Alert.cleared_at.is_(None), Alert.customer_id.is_(None))
         .order_by(Alert.raised_at)
     ).all()
+    from . import health
+
     for alert in alerts:
-        banners.append(Banner(alert.text, "warning"))
+        if alert.cause not in health.CAUSES:
+            banners.append(Banner(alert.text, "warning"))
+    banners.extend(health.banners(alerts))
     return banners

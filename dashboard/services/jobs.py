@@ -46,8 +46,10 @@ def recorded(job: str, requested_by_id: int | None = None, params: dict | None =
 
 
 def last_heartbeat():
-    """When any job last finished: the worker's heartbeat."""
-    return db.session.scalar(select(func.max(JobRun.finished_at)).where(JobRun.job == "sweep"))
+    """When the latest finished sweep ended: the worker's heartbeat (an index walk, not a scan)."""
+    return db.session.scalar(
+        select(JobRun.finished_at).where(JobRun.job == "sweep", JobRun.finished_at.is_not(None))
+        .order_by(JobRun.started_at.desc()).limit(1))
 
 
 def heartbeat_age_seconds() -> float | None:
@@ -118,3 +120,135 @@ def skipped(job: str, reason: str, requested_by_id: int | None = None,
     db.session.add(run)
     db.session.commit()
     return run
+
+
+# The Jobs page: each scheduled job with its schedule, runs and next run; "run now".
+
+HISTORY = 10
+_background: dict[str, "threading.Thread"] = {}
+
+
+def job_label(job_id: str) -> str:
+    """A scheduled job's name in the reader's language."""
+    from flask_babel import gettext as _
+
+    labels = {
+        "sweep": _("Sweep: send due mail"),
+        "purge": _("Retention purge"),
+        "suppression_expiry": _("Soft-suppression expiry"),
+        "health_check": _("Health check"),
+    }
+    return labels.get(job_id, job_id)
+
+
+def describe_schedule(definition: dict) -> str:
+    """'every 5 seconds', 'daily at 03:15 UTC'…"""
+    from flask_babel import gettext as _
+    from flask_babel import ngettext
+
+    if definition.get("trigger") == "interval":
+        seconds = (definition.get("seconds", 0) + 60 * definition.get("minutes", 0)
+                   + 3600 * definition.get("hours", 0))
+        if seconds % 3600 == 0:
+            return ngettext("every hour", "every %(num)d hours", seconds // 3600)
+        if seconds % 60 == 0:
+            return ngettext("every minute", "every %(num)d minutes", seconds // 60)
+        return ngettext("every second", "every %(num)d seconds", seconds)
+    if definition.get("trigger") == "cron":
+        fields = {k: v for k, v in definition.items() if k not in ("id", "func", "trigger")}
+        if set(fields) <= {"hour", "minute"}:
+            return _("daily at %(time)s UTC", time=f"{int(fields.get('hour', 0)):02d}:"
+                                                     f"{int(fields.get('minute', 0)):02d}")
+        return ", ".join(f"{k}={v}" for k, v in sorted(fields.items()))
+    return str(definition.get("trigger"))
+
+
+def _interval(definition: dict):
+    from datetime import timedelta
+
+    return timedelta(seconds=definition.get("seconds", 0), minutes=definition.get("minutes", 0),
+                     hours=definition.get("hours", 0))
+
+
+def next_run(definition: dict, last: JobRun | None, now=None):
+    """When the worker will run the job next, computed here (the scheduler lives elsewhere)."""
+    now = now or utcnow()
+    if definition.get("trigger") == "interval":
+        if last is None:
+            return None  # first run when a worker starts
+        return max(last.started_at + _interval(definition), now)
+    if definition.get("trigger") == "cron":
+        from apscheduler.triggers.cron import CronTrigger
+
+        fields = {k: v for k, v in definition.items() if k not in ("id", "func", "trigger")}
+        return CronTrigger(timezone="UTC", **fields).get_next_fire_time(None, now)
+    return None
+
+
+def overview(definitions: list[dict], now=None) -> list[dict]:
+    """One entry per scheduled job: label, schedule, last run, next run, recent history."""
+    now = now or utcnow()
+    result = []
+    for definition in definitions:
+        history = db.session.scalars(
+            select(JobRun).where(JobRun.job == definition["id"])
+            .order_by(JobRun.started_at.desc(), JobRun.id.desc()).limit(HISTORY)).all()
+        last = next((run for run in history if run.status != "running"), None)
+        running = next((run for run in history if run.status == "running"), None)
+        result.append({
+            "id": definition["id"], "label": job_label(definition["id"]),
+            "schedule": describe_schedule(definition), "last": last, "running": running,
+            "next_run": next_run(definition, history[0] if history else None, now),
+            "history": history,
+        })
+    return result
+
+
+def duration_seconds(run: JobRun) -> float | None:
+    """How long a run took (or has taken so far)."""
+    end = run.finished_at or utcnow()
+    return round((end - run.started_at).total_seconds(), 1) if run.started_at else None
+
+
+def start_now(app, job_id: str, actor=None):
+    """Run a scheduled job now in a background thread with its own app context; audited.
+    Returns the time the request was made: its run is the first one started after it."""
+    import threading
+
+    from . import audit
+
+    audit.record("job.run_now", actor, "job", job_id)
+    db.session.commit()
+    since = utcnow()
+
+    def _target():
+        from ..scheduler import run_now
+
+        with app.app_context():
+            try:
+                run_now(app, job_id)
+            except Exception:  # recorded on the job run; the thread must not die noisily
+                log.exception("job %s (run now) failed", job_id)
+            finally:
+                db.session.remove()
+
+    thread = threading.Thread(target=_target, name=f"run-now-{job_id}", daemon=True)
+    _background[job_id] = thread
+    thread.start()
+    return since
+
+
+def requested_run(job_id: str, since) -> JobRun | None:
+    """The run a "run now" started (the first of that job since the request), if any yet."""
+    from datetime import timedelta
+
+    return db.session.scalar(
+        select(JobRun).where(JobRun.job == job_id,
+                             JobRun.started_at >= since - timedelta(seconds=1))
+        .order_by(JobRun.started_at, JobRun.id).limit(1))
+
+
+def wait_for_background(timeout: float = 30) -> None:
+    """Join "run now" threads (tests, and a clean shutdown)."""
+    for thread in list(_background.values()):
+        thread.join(timeout)
