@@ -11,8 +11,7 @@ from .services import ServiceError
 
 def fail(message: str) -> None:
     """Print a one-line error and exit with status 2 (bad arguments)."""
-    with force_locale("en"):  # service messages are translatable; the CLI speaks English
-        click.echo(f"Error: {message}", err=True)
+    click.echo(f"Error: {message}", err=True)
     raise SystemExit(2)
 
 
@@ -29,7 +28,8 @@ def create_user_command(email: str, role: str, password: str | None, name: str) 
     if password is None:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
-        user = users.create_user(email, role, password, name=name)
+        with force_locale("en"):  # services translate their messages; the CLI speaks English
+            user = users.create_user(email, role, password, name=name)
     except ServiceError as exc:
         fail(exc.message)
     click.echo(f"created {user.role} {user.email}")
@@ -44,7 +44,8 @@ def create_customer_command(code: str, name: str, language: str) -> None:
     from .services import customers
 
     try:
-        customer, key = customers.create_customer(code, name, language=language)
+        with force_locale("en"):
+            customer, key = customers.create_customer(code, name, language=language)
     except ServiceError as exc:
         fail(exc.message)
     click.echo(f"created customer {customer.code} ({customer.name}); API key:")

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import cache
 
 from email_validator import EmailNotValidError, validate_email
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
 from ..models import ROLES, LoginAttempt, User, utcnow
@@ -94,11 +96,20 @@ def is_throttled(email: str) -> bool:
     return failures >= MAX_FAILURES
 
 
+@cache
+def _dummy_hash() -> str:
+    """A hash to check unknown addresses against, made once per process."""
+    return generate_password_hash("no such account", method="scrypt")
+
+
 def authenticate(email: str, password: str, ip: str | None = None) -> User | None:
     """Check a login; records the attempt. Returns the user, or None (same for every failure)."""
     email = (email or "").strip().lower()
     user = db.session.scalar(select(User).where(User.email == email))
-    ok = user is not None and user.active and user.check_password(password or "")
+    # Always pay for one hash check, so the response time does not tell which accounts exist.
+    if user is None:
+        check_password_hash(_dummy_hash(), password or "")
+    ok = user is not None and user.check_password(password or "") and user.active
     db.session.add(LoginAttempt(email=email[:320], ip=ip, success=ok))
     if ok:
         user.last_login_at = utcnow()
