@@ -1,0 +1,83 @@
+"""Browser: an admin moves a customer from standard to customer_smtp, tests the connection
+against a real STARTTLS+AUTH server and saves; support sees the same page read-only."""
+import pytest
+from playwright.sync_api import expect
+
+from dashboard.extensions import db
+from dashboard.services import credentials
+
+from tests.conftest import PASSWORD
+# the modes area's fixtures: a private CA, its server certificate, a STARTTLS+AUTH server
+from tests.modes.conftest import SMTP_PASSWORD, SMTP_USER, ca, ca_pem, server_cert, starttls_server  # noqa: F401
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    """Debian's chromium, headless (unless tests/e2e/conftest.py already says so)."""
+    return {**browser_type_launch_args, "executable_path": "/usr/bin/chromium",
+            "args": CHROMIUM_ARGS}
+
+
+def log_in(page, base: str, email: str) -> None:
+    """Log in through the real form."""
+    page.goto(f"{base}/login")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/")
+
+
+def test_admin_switches_to_customer_smtp_tests_the_connection_and_saves(
+        app, live_server, page, browser, make_user, make_customer, starttls_server,  # noqa: F811
+        ca_pem):  # noqa: F811
+    """Radio → fields swapped in; Test connection shows each step; Save stores it; support
+    then sees the page without any form."""
+    admin = make_user("admin", language="en")
+    support = make_user("support", language="en")
+    customer, _ = make_customer(name="Ferramenta Rossi")
+    log_in(page, live_server, admin.email)
+    page.goto(f"{live_server}/customers/{customer.code}")
+    expect(page.locator("#mode-fields")).to_contain_text("notification@postino.example.com")
+
+    page.check("input[name=sending_mode][value=customer_smtp]")
+    expect(page.locator("#f-smtp_host")).to_be_visible()
+    page.fill("#f-from_address", "notifiche@cliente.example")
+    page.fill("#f-from_name", "Ferramenta Rossi")
+    page.fill("#f-smtp_host", starttls_server.host)
+    page.fill("#f-smtp_port", str(starttls_server.port))
+    page.select_option("#f-smtp_security", "starttls")
+    page.select_option("#f-smtp_auth", "plain")
+    page.fill("#f-smtp_username", SMTP_USER)
+    page.fill("#f-smtp_password", SMTP_PASSWORD)
+    page.fill("#f-smtp_ca_pem", ca_pem)
+
+    page.click("#test-connection")
+    result = page.locator("#probe-result")
+    expect(result).to_contain_text("Connection works")
+    expect(result).to_contain_text("235 authentication succeeded")
+    expect(result).to_contain_text("220")
+
+    page.click("#save-settings")
+    expect(page.locator("#customer-settings")).to_contain_text("Sending mode saved")
+    expect(page.locator("#f-smtp_password")).to_have_value("")
+    assert SMTP_PASSWORD not in page.content()
+    db.session.expire_all()
+    db.session.refresh(customer)
+    assert customer.sending_mode == "customer_smtp"
+    assert customer.smtp_port == starttls_server.port and customer.smtp_ca_pem
+    assert credentials.decrypt(customer.smtp_password_encrypted) == SMTP_PASSWORD
+
+    context = browser.new_context()
+    support_page = context.new_page()
+    log_in(support_page, live_server, support.email)
+    support_page.goto(f"{live_server}/customers/{customer.code}")
+    main = support_page.locator("main")
+    expect(main).to_contain_text(f"{starttls_server.host}:{starttls_server.port}")
+    expect(main.locator("form")).to_have_count(0)
+    expect(main.locator("input, textarea, select, button")).to_have_count(0)
+    context.close()
