@@ -84,7 +84,27 @@ class Client(FlaskClient):
 
     def open(self, *args, **kwargs):
         g.pop("_login_user", None)
+        g.pop("_flask_babel", None)  # and the locale Flask-Babel cached for that user
         return super().open(*args, **kwargs)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cheap_password_hashing():
+    """Scrypt with a small work factor: the same code path at a fraction of the CPU per login."""
+    import dashboard.models
+    import dashboard.services.users
+    from werkzeug.security import generate_password_hash
+
+    def cheap(password: str, method: str = "scrypt", salt_length: int = 16) -> str:
+        if method == "scrypt":
+            method = "scrypt:1024:8:1"
+        return generate_password_hash(password, method=method, salt_length=salt_length)
+
+    patch = pytest.MonkeyPatch()
+    for module in (dashboard.models, dashboard.services.users):
+        patch.setattr(module, "generate_password_hash", cheap)
+    yield
+    patch.undo()
 
 
 @pytest.fixture(scope="session")
