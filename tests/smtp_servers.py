@@ -83,7 +83,7 @@ class RecordingHandler:
         if "552" in faults:
             return "552 5.3.4 Message too big"
         if "drop" in faults:
-            session.transport.close()
+            server.transport.close()
             return None
         if "stall" in faults:
             await asyncio.sleep(60)

@@ -1,10 +1,12 @@
 """The customer-facing HTTP API (JSON, Bearer API key). Bad input stores nothing."""
 from __future__ import annotations
 
+import json
+import math
 from datetime import timedelta
 
 from flask import Blueprint, g, jsonify, request
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from ..auth import api_view
@@ -50,6 +52,57 @@ def _message_json(message, with_events: bool = False) -> dict:
     return body
 
 
+def _reject_constant(name: str):
+    """NaN and Infinity are not JSON, and PostgreSQL refuses to store them."""
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number as a float, refusing overflow to infinity (1e999)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+def _parse_json(raw: bytes):
+    """Strict JSON: UTF-8, finite numbers only, nesting bounded by the parser."""
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant,
+                          parse_float=_finite_float)
+    except (UnicodeDecodeError, RecursionError) as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _unstorable(text: str) -> bool:
+    """True for text no database column takes: NUL characters or lone surrogates."""
+    if "\x00" in text:
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _unstorable_text(payload) -> str | None:
+    """The field holding the first string a database cannot store (NUL, lone surrogate)."""
+    stack = [(payload, "")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            if _unstorable(value):
+                return path or "body"
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if _unstorable(key):
+                    return path or "body"
+                stack.append((item, f"{path}.{key}" if path else key))
+        elif isinstance(value, list):
+            stack.extend((item, f"{path}[{i}]") for i, item in enumerate(value))
+    return None
+
+
 @bp.route("/notifications", methods=["POST"])
 @api_view
 def create_notification():
@@ -62,16 +115,20 @@ def create_notification():
     raw = request.get_data(cache=True)
     if len(raw) > MAX_BODY:
         return api_error(413, "the body is larger than 10 MB")
-    payload = request.get_json(silent=True)
-    if payload is None and raw.strip() != b"null":
+    try:
+        payload = _parse_json(raw)
+    except ValueError:
         return api_error(400, "malformed JSON")
     if not isinstance(payload, dict):
         return api_error(422, "the body must be a JSON object", code="invalid")
+    bad = _unstorable_text(payload)
+    if bad is not None:
+        return api_error(422, "text must not contain NUL characters or lone surrogates", bad)
 
     key = request.headers.get("Idempotency-Key")
     if key is not None:
         key = key.strip()
-        if not key or len(key) > 200 or any(c in key for c in "\r\n"):
+        if not key or len(key) > 200 or any(c in key for c in "\r\n\x00"):
             return api_error(422, "Idempotency-Key must be 1-200 characters", "Idempotency-Key")
         previous = db.session.scalar(select(IdempotencyKey).where(
             IdempotencyKey.customer_id == customer.id, IdempotencyKey.key == key,
@@ -104,6 +161,9 @@ def create_notification():
         return api_error(422, exc.message, exc.field)
     body = {"messages": [_message_json(m) for m in created]}
     if key is not None:
+        # An answer older than the window is forgotten: the key may start a new request.
+        db.session.execute(delete(IdempotencyKey).where(
+            IdempotencyKey.customer_id == customer.id, IdempotencyKey.key == key))
         db.session.add(IdempotencyKey(customer_id=customer.id, key=key, status_code=202,
                                       response=body))
     try:

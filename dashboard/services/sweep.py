@@ -2,8 +2,9 @@
 
 Safe with many workers: rows are claimed by one UPDATE (on PostgreSQL its subquery uses
 `FOR UPDATE SKIP LOCKED`), each message's outcome is committed right after the server
-answers, and a dead worker's claims are taken over when their lease expires. A worker stops
-using a claim well before its lease ends, so two workers never hold the same row.
+answers, and a dead worker's claims are taken over when their lease expires. A worker
+renews its lease before it runs short and never starts a send after its lease ended, so
+two live workers never hold the same row.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import logging
 import random
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
 from flask import current_app
@@ -20,15 +21,17 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import joinedload, selectinload
 
 from ..extensions import db
-from ..models import Customer, Message, MessageEvent, utcnow
+from ..models import Customer, Message, MessageEvent, Suppression, utcnow
 from . import compose, jobs, modes, settings, suppressions
 from .credentials import CredentialsError
-from .messages import add_event, hold_reason, release_held
+from .messages import add_event, release_held
 from .transport import Outcome, SmtpTransport
 
 log = logging.getLogger(__name__)
 DUE_STATUSES = ("queued", "deferred")
 AUTH_FAILURES_BEFORE_PAUSE = 3
+DEFAULT_SCHEDULE = [1, 5, 15, 60, 180, 360]
+_SMTP_POLICY = email.policy.SMTP
 
 
 @dataclass
@@ -47,18 +50,19 @@ class SweepResult:
                 f"held={self.held}")
 
     def as_dict(self) -> dict:
+        """The counts, for the job run record."""
         return asdict(self)
 
 
-def next_delay(attempts: int) -> timedelta:
+def next_delay(attempts: int, schedule: list | None = None) -> timedelta:
     """Backoff after the n-th failed attempt: the retry schedule with ±10 % jitter."""
-    schedule = settings.get("retry_schedule") or [1, 5, 15, 60, 180, 360]
+    schedule = schedule or settings.get("retry_schedule") or DEFAULT_SCHEDULE
     minutes = schedule[min(max(attempts, 1), len(schedule)) - 1]
     return timedelta(minutes=float(minutes) * random.uniform(0.9, 1.1))
 
 
 def _lease_seconds() -> int:
-    return int(current_app.config.get("POSTINO_LEASE_SECONDS", 300))
+    return max(1, int(current_app.config.get("POSTINO_LEASE_SECONDS", 300)))
 
 
 def _due_filter(now):
@@ -68,13 +72,18 @@ def _due_filter(now):
     )
 
 
+def _lockable(query):
+    """Skip rows another worker holds (PostgreSQL); SQLite serialises writers anyway."""
+    if db.engine.dialect.name == "postgresql":
+        return query.with_for_update(skip_locked=True)
+    return query
+
+
 def claim(owner: str, limit: int, now=None) -> list[int]:
     """Claim up to `limit` due messages for `owner`; returns their ids."""
     now = now or utcnow()
-    due = (select(Message.id).where(_due_filter(now))
-           .order_by(Message.next_attempt_at, Message.id).limit(limit))
-    if db.engine.dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
+    due = _lockable(select(Message.id).where(_due_filter(now))
+                    .order_by(Message.next_attempt_at, Message.id).limit(limit))
     db.session.execute(
         update(Message).where(Message.id.in_(due.scalar_subquery()))
         .values(status="sending", lease_owner=owner,
@@ -88,6 +97,17 @@ def claim(owner: str, limit: int, now=None) -> list[int]:
     ))
 
 
+def renew_lease(owner: str) -> int:
+    """Push back the lease of every row `owner` still holds; returns how many."""
+    result = db.session.execute(
+        update(Message).where(Message.lease_owner == owner, Message.status == "sending")
+        .values(lease_expires_at=utcnow() + timedelta(seconds=_lease_seconds()))
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    return result.rowcount
+
+
 def release_claims(owner: str) -> None:
     """Give back claimed rows not yet sent (they stay due)."""
     db.session.execute(
@@ -98,9 +118,33 @@ def release_claims(owner: str) -> None:
     db.session.commit()
 
 
+def _transition(query, status: str, event_type: str, reason: str, detail: str) -> int:
+    """Move the rows `query` selects to `status` in chunks, one timeline event per row moved.
+
+    The UPDATE re-checks the status and RETURNs the rows it really changed, so two workers
+    doing this at once never write two events for one message.
+    """
+    total = 0
+    while True:
+        now = utcnow()
+        chunk = _lockable(query.limit(500)).scalar_subquery()
+        ids = db.session.scalars(
+            update(Message).where(Message.id.in_(chunk))
+            .values(status=status, status_reason=reason, updated_at=now,
+                    lease_owner=None, lease_expires_at=None)
+            .returning(Message.id)
+            .execution_options(synchronize_session=False)).all()
+        if not ids:
+            db.session.commit()
+            return total
+        db.session.execute(MessageEvent.__table__.insert(), [
+            {"message_id": i, "type": event_type, "at": now, "detail": detail} for i in ids])
+        db.session.commit()
+        total += len(ids)
+
+
 def hold_blocked() -> int:
     """Hold every due message whose customer cannot send now (or all, when sending is off)."""
-    now = utcnow()
     query = select(Message.id).where(Message.status.in_(DUE_STATUSES))
     if settings.sending_enabled():
         blocked = select(Customer.id).where(
@@ -109,38 +153,15 @@ def hold_blocked() -> int:
         reason = "sending is off for this customer, or it is paused"
     else:
         reason = "sending is off for everyone (Settings)"
-    total = 0
-    while True:
-        ids = db.session.scalars(query.limit(1000)).all()
-        if not ids:
-            return total
-        db.session.execute(
-            update(Message).where(Message.id.in_(ids), Message.status.in_(DUE_STATUSES))
-            .values(status="held", status_reason=reason, updated_at=now)
-            .execution_options(synchronize_session=False))
-        db.session.execute(MessageEvent.__table__.insert(), [
-            {"message_id": i, "type": "held", "at": now, "detail": reason} for i in ids])
-        db.session.commit()
-        total += len(ids)
+    return _transition(query, "held", "held", reason, reason)
 
 
 def expire_held() -> int:
     """Held messages older than the maximum age fail as expired (never silently dropped)."""
-    now = utcnow()
-    cutoff = now - timedelta(hours=float(settings.get("max_age_hours")))
-    ids = db.session.scalars(
-        select(Message.id).where(Message.status == "held", Message.created_at < cutoff)
-    ).all()
-    if ids:
-        db.session.execute(
-            update(Message).where(Message.id.in_(ids))
-            .values(status="failed", status_reason="expired while held", updated_at=now)
-            .execution_options(synchronize_session=False))
-        db.session.execute(MessageEvent.__table__.insert(), [
-            {"message_id": i, "type": "expired", "at": now,
-             "detail": "expired: held longer than the maximum age"} for i in ids])
-        db.session.commit()
-    return len(ids)
+    cutoff = utcnow() - timedelta(hours=float(settings.get("max_age_hours")))
+    query = select(Message.id).where(Message.status == "held", Message.created_at < cutoff)
+    return _transition(query, "failed", "expired", "expired while held",
+                       "expired: held longer than the maximum age")
 
 
 class _Transports:
@@ -163,6 +184,64 @@ class _Transports:
         self._open.clear()
 
 
+@dataclass
+class _Batch:
+    """A claimed batch with what every message of it needs, read in a few queries."""
+
+    messages: list[Message]
+    sending_enabled: bool
+    max_age: timedelta
+    schedule: list
+    suppressed: dict[str, list[Suppression]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, ids: list[int], owner: str) -> _Batch:
+        """The claimed rows (customers and attachments joined) and the settings in force."""
+        rows = db.session.scalars(
+            select(Message)
+            .options(joinedload(Message.customer), selectinload(Message.attachments))
+            .where(Message.id.in_(ids), Message.lease_owner == owner,
+                   Message.status == "sending")
+            .order_by(Message.next_attempt_at, Message.id)).unique().all()
+        batch = cls(rows, settings.sending_enabled(),
+                    timedelta(hours=float(settings.get("max_age_hours"))),
+                    list(settings.get("retry_schedule") or DEFAULT_SCHEDULE))
+        recipients = sorted({m.recipient for m in rows})
+        if recipients:
+            now = utcnow()
+            entries = db.session.scalars(select(Suppression).where(
+                Suppression.address.in_(recipients), Suppression.lifted_at.is_(None),
+                or_(Suppression.expires_at.is_(None), Suppression.expires_at > now),
+            ).order_by(Suppression.id.desc())).all()
+            for entry in entries:
+                batch.suppressed.setdefault(entry.address, []).append(entry)
+        return batch
+
+    def suppression_for(self, message: Message, customer: Customer) -> Suppression | None:
+        """The newest active entry stopping this message (same rule as suppressions.active_for)."""
+        scope, customer_id = suppressions.scope_for(customer)
+        now = utcnow()
+        for entry in self.suppressed.get(message.recipient, ()):
+            if entry.scope != scope or (customer_id is not None
+                                        and entry.customer_id != customer_id):
+                continue
+            if entry.expires_at is not None and entry.expires_at <= now:
+                continue
+            return entry
+        return None
+
+    def hold_reason(self, customer: Customer) -> str | None:
+        """Why this customer's mail cannot go now, as messages.hold_reason says it."""
+        if not self.sending_enabled:
+            return "sending is off for everyone (Settings)"
+        if not customer.sending_enabled:
+            return f"sending is off for customer {customer.code}"
+        if customer.paused:
+            return (f"customer {customer.code} is paused: "
+                    f"{customer.paused_reason or 'processing blocked'}")
+        return None
+
+
 def sweep(batch_size: int = 200, owner: str | None = None,
           max_messages: int | None = None) -> SweepResult:
     """One pass over the due queue, until nothing is due (or `max_messages` were handled)."""
@@ -172,57 +251,67 @@ def sweep(batch_size: int = 200, owner: str | None = None,
     release_held()
     result.failed += expire_held()
     transports = _Transports()
+    lease = _lease_seconds()
+    # Renew when less than this is left: enough for a slow send to finish inside the lease.
+    margin = min(2 * float(current_app.config.get("MAIL_TIMEOUT") or 30), lease / 2)
+    session = db.session()
+    expire_on_commit = session.expire_on_commit
+    # Each message's outcome is committed alone; keeping the rest of the batch loaded
+    # across those commits saves a reload query per message.
+    session.expire_on_commit = False
     handled = 0
     try:
         while max_messages is None or handled < max_messages:
             limit = batch_size if max_messages is None else min(batch_size, max_messages - handled)
+            lease_end = time.monotonic() + lease  # taken before the claim: conservative
             ids = claim(owner, limit)
             if not ids:
                 break
-            deadline = time.monotonic() + _lease_seconds() * 0.8
-            for index, message_id in enumerate(ids):
-                timeout = current_app.config.get("MAIL_TIMEOUT", 30)
-                if time.monotonic() + 2 * float(timeout) > deadline:
-                    release_claims(owner)  # near the lease end: give the rest back
-                    break
-                _process(message_id, owner, transports, result)
+            batch = _Batch.load(ids, owner)
+            for message in batch.messages:
+                if time.monotonic() + margin > lease_end:
+                    if time.monotonic() >= lease_end:
+                        break  # we stalled past our lease: the rest may be someone else's
+                    renewed_at = time.monotonic()
+                    renew_lease(owner)
+                    lease_end = renewed_at + lease
+                _process(message, batch, transports, result)
                 handled += 1
+            else:
+                continue
+            release_claims(owner)
     finally:
         transports.close()
+        session.expire_on_commit = expire_on_commit
         db.session.rollback()
         release_claims(owner)
     return result
 
 
-def _process(message_id: int, owner: str, transports: _Transports, result: SweepResult) -> None:
+def _process(message: Message, batch: _Batch, transports: _Transports,
+             result: SweepResult) -> None:
     """Send one claimed message and commit its outcome."""
-    message = db.session.scalar(
-        select(Message).options(joinedload(Message.customer), selectinload(Message.attachments))
-        .where(Message.id == message_id, Message.lease_owner == owner,
-               Message.status == "sending"))
-    if message is None:
-        return
     now = utcnow()
     customer = message.customer
-    max_age = timedelta(hours=float(settings.get("max_age_hours")))
-    reason = hold_reason(customer)
+    reason = batch.hold_reason(customer)
     if reason:
         _finish(message, "held", status_reason=reason)
-        add_event(message, "held", detail=reason)
+        add_event(message, "held", detail=reason, at=now)
         result.held += 1
-    elif message.created_at + max_age < now:
+    elif message.created_at + batch.max_age < now:
         _finish(message, "failed", status_reason="expired: not delivered within the maximum age")
-        add_event(message, "expired", detail=message.status_reason)
+        add_event(message, "expired", detail=message.status_reason, at=now)
         result.failed += 1
-    elif (entry := suppressions.active_for(message.recipient, customer, now)) is not None:
+    elif (entry := batch.suppression_for(message, customer)) is not None:
         _finish(message, "suppressed", status_reason=f"recipient on the suppression list "
                 f"({entry.reason})")
         message.suppression_id = entry.id
-        add_event(message, "suppressed", detail=message.status_reason)
+        add_event(message, "suppressed", detail=message.status_reason, at=now)
         result.suppressed += 1
     else:
         outcome = _send(message, customer, transports)
-        _record(message, customer, outcome, result)
+        _record(message, customer, outcome, batch, result)
+    message.updated_at = utcnow()
     db.session.commit()
 
 
@@ -231,7 +320,7 @@ def _send(message: Message, customer: Customer, transports: _Transports) -> Outc
         transport = transports.get(customer)
     except CredentialsError as exc:
         return Outcome("deferred", None, exc.message)
-    data = compose.build(message, open_tracking=True).as_bytes(policy=email.policy.SMTP)
+    data = compose.build(message, open_tracking=True).as_bytes(policy=_SMTP_POLICY)
     envid = message.public_id if customer.sending_mode != "customer_smtp" else None
     return transport.send(message.envelope_from, message.recipient, data, dsn_envid=envid)
 
@@ -243,17 +332,19 @@ def _finish(message: Message, status: str, status_reason: str | None = None) -> 
     message.lease_expires_at = None
 
 
-def _record(message: Message, customer: Customer, outcome: Outcome, result: SweepResult) -> None:
+def _record(message: Message, customer: Customer, outcome: Outcome, batch: _Batch,
+            result: SweepResult) -> None:
     """Turn the server's answer into a status and a timeline event."""
     now = utcnow()
+    text = outcome.text[:2000]
     message.attempts += 1
     message.last_smtp_code = outcome.code
-    message.last_smtp_text = outcome.text[:2000]
+    message.last_smtp_text = text
     if outcome.status == "sent":
         _finish(message, "sent")
         message.sent_at = now
         message.next_attempt_at = None
-        add_event(message, "sent", code=outcome.code, text=outcome.text[:2000], at=now)
+        add_event(message, "sent", code=outcome.code, text=text, at=now)
         if customer.auth_failures:
             customer.auth_failures = 0
         result.sent += 1
@@ -261,35 +352,39 @@ def _record(message: Message, customer: Customer, outcome: Outcome, result: Swee
     if outcome.status == "failed":
         _finish(message, "failed", status_reason=f"refused by the server at {outcome.stage}")
         message.next_attempt_at = None
-        add_event(message, "failed", code=outcome.code, text=outcome.text[:2000], at=now,
+        add_event(message, "failed", code=outcome.code, text=text, at=now,
                   detail=message.status_reason)
         if outcome.stage in ("rcpt", "data"):
             entry = suppressions.record_send_failure(message, outcome.code, outcome.text)
             if entry is not None:
                 message.suppression_id = entry.id
+                batch.suppressed.setdefault(entry.address, []).insert(0, entry)
         result.failed += 1
         return
     # deferred or auth_failed: retry later, unless the message is too old by then
     detail = None
     if outcome.status == "auth_failed":
         detail = "authentication failed"
-        customer.auth_failures = (customer.auth_failures or 0) + 1
-        if customer.auth_failures >= AUTH_FAILURES_BEFORE_PAUSE and not customer.paused:
-            from . import sending
+        if customer.sending_mode == "customer_smtp":
+            # Only a customer's own server pauses that customer; our relay refusing our
+            # own credentials is our problem, not one customer's.
+            customer.auth_failures = (customer.auth_failures or 0) + 1
+            if customer.auth_failures >= AUTH_FAILURES_BEFORE_PAUSE and not customer.paused:
+                from . import sending
 
-            sending.pause_customer(customer, f"repeated SMTP authentication failures "
-                                             f"({outcome.code} {outcome.text[:200]})")
-    next_at = now + next_delay(message.attempts)
-    max_age = timedelta(hours=float(settings.get("max_age_hours")))
-    if next_at > message.created_at + max_age:
+                sending.pause_customer(customer, f"repeated SMTP authentication failures "
+                                                 f"({outcome.code} {outcome.text[:200]})")
+    next_at = now + next_delay(message.attempts, batch.schedule)
+    if next_at > message.created_at + batch.max_age:
         _finish(message, "failed", status_reason="expired: retries exhausted")
         message.next_attempt_at = None
-        add_event(message, "expired", code=outcome.code, text=outcome.text[:2000], at=now,
+        add_event(message, "expired", code=outcome.code, text=text, at=now,
                   detail=message.status_reason)
         result.failed += 1
         return
     _finish(message, "deferred", status_reason=detail)
     message.next_attempt_at = next_at
-    add_event(message, "deferred", code=outcome.code, text=outcome.text[:2000], at=now,
+    add_event(message, "deferred", code=outcome.code, text=text, at=now,
               detail=detail, data={"next_attempt_at": next_at.isoformat()})
     result.deferred += 1
+

@@ -94,6 +94,7 @@ class SmtpTransport:
         self.local_hostname = local_hostname or socket.gethostname()
         self.smtp: smtplib.SMTP | None = None
         self.sent_on_connection = 0
+        self._stale = False  # the last attempt found a reused connection closed before MAIL
 
     # -- connection -------------------------------------------------------------------
     def connect(self) -> smtplib.SMTP:
@@ -144,13 +145,16 @@ class SmtpTransport:
         """Send one message to one recipient; every failure becomes an Outcome, never raised."""
         reused = self.smtp is not None
         outcome = self._attempt(envelope_from, recipient, data, dsn_envid)
-        if reused and outcome.status == "deferred" and self.smtp is None and outcome.code is None:
-            # The server had dropped an idle reused connection: one fresh try.
+        if reused and self._stale:
+            # The server had closed the reused connection (idle timeout, per-connection
+            # limit) before our MAIL FROM: nothing was delivered, so one fresh try is safe.
+            # Never after RCPT/DATA began: a retry there could deliver the message twice.
             outcome = self._attempt(envelope_from, recipient, data, dsn_envid)
         return outcome
 
     def _attempt(self, envelope_from: str, recipient: str, data: bytes,
                  dsn_envid: str | None) -> Outcome:
+        self._stale = False
         try:
             smtp = self.smtp or self.connect()
         except smtplib.SMTPAuthenticationError as exc:
@@ -179,21 +183,25 @@ class SmtpTransport:
         try:
             code, reply = smtp.mail(envelope_from, mail_options)
             if code != 250:
-                self._reset()
-                return _by_code(code, _text(reply), stage)
+                self._stale = code == 421  # "closing transmission channel"
+                return self._refused(code, reply, stage)
             stage = "rcpt"
             code, reply = smtp.rcpt(recipient, rcpt_options)
             if code not in (250, 251):
-                self._reset()
-                return _by_code(code, _text(reply), stage)
+                return self._refused(code, reply, stage)
             stage = "data"
             code, reply = smtp.data(data)
         except smtplib.SMTPDataError as exc:  # the server refused DATA itself (no 354)
-            self._reset()
-            return _by_code(exc.smtp_code, _text(exc.smtp_error), stage)
-        except smtplib.SMTPServerDisconnected as exc:
+            return self._refused(exc.smtp_code, exc.smtp_error, stage)
+        except (smtplib.SMTPServerDisconnected, ConnectionResetError, BrokenPipeError) as exc:
             self.close()
-            return Outcome("deferred", None, f"connection dropped: {exc}", stage)
+            if isinstance(exc.__context__, (socket.timeout, TimeoutError)):
+                # smtplib reports a read timeout as a disconnect: say what really happened
+                return Outcome("deferred", None, _describe(exc.__context__, self.settings),
+                               stage)
+            self._stale = stage == "mail"
+            return Outcome("deferred", None, f"connection dropped: {exc or type(exc).__name__}",
+                           stage)
         except smtplib.SMTPResponseException as exc:
             self.close()
             return _by_code(exc.smtp_code, _text(exc.smtp_error), stage)
@@ -201,10 +209,17 @@ class SmtpTransport:
             self.close()
             return Outcome("deferred", None, _describe(exc, self.settings), stage)
         if code != 250:
-            self._reset()
-            return _by_code(code, _text(reply), stage)
+            return self._refused(code, reply, stage)
         self.sent_on_connection += 1
         return Outcome("sent", code, _text(reply), stage)
+
+    def _refused(self, code: int, reply, stage: str) -> Outcome:
+        """A refusal: 421 means the server is closing the channel, anything else is RSET."""
+        if code == 421:
+            self.close()
+        else:
+            self._reset()
+        return _by_code(code, _text(reply), stage)
 
     def _reset(self) -> None:
         """RSET after a refusal so the connection can carry the next message."""
