@@ -54,6 +54,7 @@ def from_environment(instance_path: str) -> dict:
         "POSTINO_RETENTION_DAYS": _int("POSTINO_RETENTION_DAYS", 30),
         "POSTINO_PUBLIC_URL": os.environ.get("POSTINO_PUBLIC_URL", "http://localhost:5000"),
         "POSTINO_SWEEP_SECONDS": _int("POSTINO_SWEEP_SECONDS", 5),
+        "POSTINO_LEASE_SECONDS": _int("POSTINO_LEASE_SECONDS", 300),
         "POSTINO_RELAY_IPS": os.environ.get("POSTINO_RELAY_IPS", "127.0.0.1"),
         "POSTINO_DNS_NAMESERVERS": os.environ.get("POSTINO_DNS_NAMESERVERS", ""),
         "POSTINO_DNS_TIMEOUT": float(os.environ.get("POSTINO_DNS_TIMEOUT", "3")),
