@@ -17,7 +17,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .extensions import db
@@ -71,6 +71,13 @@ STATUSES = (
 )
 # Statuses a message can still leave from: never purged, swept by the worker.
 PENDING_STATUSES = ("queued", "deferred", "sending", "held")
+
+
+def normalise_reference(value: str | None) -> str | None:
+    """The searchable form of a reference: no whitespace at all, upper case."""
+    if value is None:
+        return None
+    return "".join(str(value).split()).upper() or None
 
 
 def new_public_id() -> str:
@@ -255,6 +262,14 @@ class Message(db.Model):
         Index("ix_message_customer_status_created", "customer_id", "status", "created_at"),
         Index("ix_message_reference", "reference"),
         Index("ix_message_recipient", "recipient"),
+        # Log search (issue 6): prefix ranges served newest first; pattern ops on PostgreSQL
+        # so a byte-wise range (~>=~ / ~<~) uses the index whatever the database collation.
+        Index("ix_message_reference_norm_created", "reference_norm", "created_at", "id",
+              postgresql_ops={"reference_norm": "text_pattern_ops"}),
+        Index("ix_message_recipient_created", "recipient", "created_at", "id",
+              postgresql_ops={"recipient": "text_pattern_ops"}),
+        Index("ix_message_customer_created", "customer_id", "created_at", "id"),
+        Index("ix_message_status_created", "status", "created_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -262,6 +277,7 @@ class Message(db.Model):
     customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"))
     event: Mapped[str] = mapped_column(String(40))
     reference: Mapped[str | None] = mapped_column(String(200))
+    reference_norm: Mapped[str | None] = mapped_column(String(200))
     language: Mapped[str] = mapped_column(String(5), default="it")
     recipient: Mapped[str] = mapped_column(String(320))
     from_header: Mapped[str | None] = mapped_column(String(500))
@@ -304,6 +320,12 @@ class Message(db.Model):
     resent_by: Mapped[User | None] = relationship()
     template_version: Mapped[TemplateVersion | None] = relationship()
     suppression: Mapped[Suppression | None] = relationship(foreign_keys=[suppression_id])
+
+    @validates("reference")
+    def _normalise_reference(self, _key, value):
+        """Keep the searchable copy of the reference in step with it."""
+        self.reference_norm = normalise_reference(value)
+        return value
 
     def __repr__(self) -> str:
         return f"<Message {self.public_id} {self.status}>"

@@ -252,6 +252,7 @@ def upgrade():
     sa.Column('customer_id', sa.Integer(), nullable=False),
     sa.Column('event', sa.String(length=40), nullable=False),
     sa.Column('reference', sa.String(length=200), nullable=True),
+    sa.Column('reference_norm', sa.String(length=200), nullable=True),
     sa.Column('language', sa.String(length=5), nullable=False),
     sa.Column('recipient', sa.String(length=320), nullable=False),
     sa.Column('from_header', sa.String(length=500), nullable=True),
@@ -296,6 +297,10 @@ def upgrade():
         batch_op.create_index('ix_message_due', ['status', 'next_attempt_at'], unique=False)
         batch_op.create_index('ix_message_recipient', ['recipient'], unique=False)
         batch_op.create_index('ix_message_reference', ['reference'], unique=False)
+        batch_op.create_index('ix_message_reference_norm_created', ['reference_norm', 'created_at', 'id'], unique=False, postgresql_ops={'reference_norm': 'text_pattern_ops'})
+        batch_op.create_index('ix_message_recipient_created', ['recipient', 'created_at', 'id'], unique=False, postgresql_ops={'recipient': 'text_pattern_ops'})
+        batch_op.create_index('ix_message_customer_created', ['customer_id', 'created_at', 'id'], unique=False)
+        batch_op.create_index('ix_message_status_created', ['status', 'created_at', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_message_resend_of_id'), ['resend_of_id'], unique=False)
 
     op.create_table('bounce_report',
@@ -383,6 +388,10 @@ def downgrade():
     with op.batch_alter_table('message', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_message_resend_of_id'))
         batch_op.drop_index('ix_message_reference')
+        batch_op.drop_index('ix_message_reference_norm_created')
+        batch_op.drop_index('ix_message_recipient_created')
+        batch_op.drop_index('ix_message_customer_created')
+        batch_op.drop_index('ix_message_status_created')
         batch_op.drop_index('ix_message_recipient')
         batch_op.drop_index('ix_message_due')
         batch_op.drop_index('ix_message_customer_status_created')

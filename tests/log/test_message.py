@@ -1,0 +1,73 @@
+"""The message page: headers sent, mode, template, content, attachments and the timeline."""
+from __future__ import annotations
+
+import base64
+from datetime import timedelta
+
+from dashboard.models import utcnow
+from dashboard.services import messages
+from dashboard.services.sweep import sweep
+
+
+def test_the_message_page_shows_what_was_actually_sent(relay, support_client, make_customer):
+    """After a real send: From, envelope sender, To, Subject, Message-ID, mode and timeline."""
+    customer, _ = make_customer("ACME")
+    from dashboard.notifications import CATALOG
+    (message,) = messages.enqueue(customer, "order_closed", "mario.rossi@example.com",
+                                  "ORD-2026-000123", "it", dict(CATALOG["order_closed"]["sample"]))
+    assert sweep().sent == 1
+    relay.wait_for(1)
+    html = support_client.get(f"/log/{message.public_id}").get_data(as_text=True)
+    for expected in (message.from_header, message.envelope_from, "mario.rossi@example.com",
+                     message.message_id_header, message.subject, "badge-sent"):
+        assert expected.replace("<", "&lt;").replace(">", "&gt;").replace('"', "&#34;") in html \
+            or expected in html, expected
+    assert 'sandbox=""' in html and "srcdoc=" in html
+    assert "250" in html  # the relay's answer on the timeline
+    assert "default" in html  # template version: the default template
+    assert "30" in html and "retention" in html
+
+
+def test_retry_times_and_smtp_answers_are_on_the_timeline(support_client, make_message):
+    """A deferred attempt shows its SMTP code, text and when the next attempt is due."""
+    message = make_message(status="deferred", attempts=1)
+    next_at = utcnow() + timedelta(minutes=5)
+    messages.add_event(message, "deferred", code=451, text="4.7.1 Try again later",
+                       data={"next_attempt_at": next_at.isoformat()})
+    from dashboard.extensions import db
+    db.session.commit()
+    html = support_client.get(f"/log/{message.public_id}").get_data(as_text=True)
+    assert "451" in html and "4.7.1 Try again later" in html
+    assert next_at.strftime("%Y-%m-%d %H:%M") in html
+
+
+def test_attachments_are_listed(support_client, make_customer):
+    """A document_sent message lists its attachment with type and size."""
+    customer, _ = make_customer()
+    from dashboard.notifications import CATALOG
+    (message,) = messages.enqueue(
+        customer, "document_sent", "anna@example.com", "DOC-1", "it",
+        dict(CATALOG["document_sent"]["sample"]),
+        [{"filename": "Offerta.pdf", "content_type": "application/pdf",
+          "content": base64.b64encode(b"%PDF-1.4 fake").decode()}])
+    html = support_client.get(f"/log/{message.public_id}").get_data(as_text=True)
+    assert "Offerta.pdf" in html and "application/pdf" in html
+
+
+def test_an_unknown_or_purged_message_is_404_with_the_retention_note(support_client):
+    """A message id that is not (or no longer) there answers 404 and says why it may be gone."""
+    response = support_client.get("/log/0123456789abcdef01234567")
+    assert response.status_code == 404
+    assert "30" in response.get_data(as_text=True)
+
+
+def test_the_api_never_shows_another_customers_message(client, make_customer, make_message):
+    """GET /api/v1/notifications/<id> with another customer's key answers 404."""
+    owner, owner_key = make_customer("OWNER")
+    _, other_key = make_customer("OTHER")
+    message = make_message(customer=owner)
+    url = f"/api/v1/notifications/{message.public_id}"
+    assert client.get(url, headers={"Authorization": f"Bearer {owner_key}"}).status_code == 200
+    response = client.get(url, headers={"Authorization": f"Bearer {other_key}"})
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "not_found"
