@@ -11,6 +11,7 @@ from flask_login import current_user
 from sqlalchemy import func, select
 from werkzeug.routing import BuildError
 
+from ..addresses import normalise
 from ..auth import roles
 from ..extensions import db
 from ..htmx import render, trigger
@@ -201,11 +202,13 @@ def save(code: str):
 def dns(code: str):
     """Look up the From domain's SPF and DMARC now and say whether relay mail will pass."""
     customer = _customer(code)
-    address = request.form.get("from_address", "").strip() or customer.from_address
-    if not address or "@" not in address:
+    address = request.form.get("from_address", "").strip() or customer.from_address or ""
+    try:
+        address = normalise(address, "from_address")
+    except ServiceError:
         return render("customers/detail.html", "customers/_dns.html", status=422,
                       **_context(customer, dns=None,
-                                 dns_error=_("Enter the From address first.")))
+                                 dns_error=_("Enter a valid From address first.")))
     if address == customer.from_address:
         result = dns_check.check_customer(customer)
     else:

@@ -145,3 +145,11 @@ def test_check_dns_timeout_shows_a_dns_failure(admin_client, make_customer, app,
     assert "verdict-amber" in body and "Will pass" not in body
     db.session.refresh(customer)
     assert customer.dns_check["verdict"] == "dns_error"
+
+
+def test_check_dns_without_a_valid_from_address_asks_for_one(admin_client, make_customer):
+    """No lookup for an empty or malformed address: 422 with the reason."""
+    customer, _ = make_customer(sending_mode="custom_from")
+    response = admin_client.post(f"/customers/{customer.code}/dns-check",
+                                 data={"from_address": "x@"}, headers={"HX-Request": "true"})
+    assert response.status_code == 422 and 'class="field-error"' in response.get_data(as_text=True)
