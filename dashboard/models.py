@@ -513,3 +513,23 @@ class Alert(db.Model):
     cleared_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     customer: Mapped[Customer | None] = relationship()
+
+
+class MessageRollup(db.Model):
+    """Messages per closed UTC day, customer and status: the Home chart's history, kept small.
+
+    Rows are rebuilt from `message` by services.overview; customer_id 0 with status '*' marks
+    a day as computed (so an empty day is not recomputed on every visit).
+    """
+
+    __tablename__ = "message_rollup"
+    __table_args__ = (
+        UniqueConstraint("day", "customer_id", "status", name="uq_message_rollup_day"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    day: Mapped[str] = mapped_column(String(10))  # YYYY-MM-DD, UTC
+    customer_id: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(12))
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -1,19 +1,30 @@
-"""Home: placeholder page until its issue builds it."""
+"""Home (every role): the period's figures, a chart, failing customers, queue and worker."""
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import Blueprint, request
 
 from ..auth import roles
 from ..htmx import render
+from ..services import doctor, overview
 
 bp = Blueprint("home", __name__)
+
+
+def _context(period: str | None) -> dict:
+    """Everything the Home page needs, built in one place."""
+    data = overview.overview(period)
+    return {"overview": data, "chart": overview.chart(data), "periods": overview.PERIODS,
+            "series": overview.SERIES, "series_labels": overview.SERIES_LABELS,
+            "series_colours": overview.SERIES_COLOURS,
+            "customer_url": lambda c: doctor.url_or_none("customers.detail", code=c.code)}
 
 
 @bp.route("/")
 @roles("admin", "support", "billing")
 def index():
-    """The Home page."""
-    return render("home/index.html")
+    """The Home page; htmx (the 30 s refresh, the period links) gets the overview partial."""
+    return render("home/index.html", "home/_overview.html",
+                  **_context(request.args.get("period")))
 
 
 @bp.route("/banners")

@@ -73,6 +73,16 @@ def upgrade():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_user')),
     sa.UniqueConstraint('email', name=op.f('uq_user_email'))
     )
+    op.create_table('message_rollup',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('day', sa.String(length=10), nullable=False),
+    sa.Column('customer_id', sa.Integer(), nullable=False),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('count', sa.Integer(), nullable=False),
+    sa.Column('computed_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_message_rollup')),
+    sa.UniqueConstraint('day', 'customer_id', 'status', name='uq_message_rollup_day')
+    )
     op.create_table('alert',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('cause', sa.String(length=80), nullable=False),
@@ -439,6 +449,7 @@ def downgrade():
         batch_op.drop_index('ix_alert_cause_cleared')
 
     op.drop_table('alert')
+    op.drop_table('message_rollup')
     op.drop_table('user')
     with op.batch_alter_table('login_attempt', schema=None) as batch_op:
         batch_op.drop_index('ix_login_attempt_email_at')
