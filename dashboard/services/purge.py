@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 from flask_babel import gettext as _
-from sqlalchemy import and_, delete, func, literal, select, true, tuple_, update
+from sqlalchemy import and_, delete, func, select, true, update
 
 from ..extensions import db
 from ..models import (
@@ -25,7 +25,6 @@ from ..models import (
     Message,
     MessageAttachment,
     MessageEvent,
-    UTCDateTime,
     utcnow,
 )
 from . import audit, jobs, settings
@@ -101,93 +100,83 @@ def _expired(cutoff: datetime, customer_filter) -> object:
                 customer_filter)
 
 
-def _counts_by_message(model, ids: list[int]) -> dict[int, int]:
-    rows = db.session.execute(
-        select(model.message_id, func.count()).where(model.message_id.in_(ids))
-        .group_by(model.message_id)).all()
-    return {message_id: count for message_id, count in rows}
-
-
 def _delete_events_in_chunks(message_id: int, batch_size: int, pause: float) -> int:
     """A message with more events than a batch: its events go first, batch by batch."""
+    events = MessageEvent.__table__
     deleted = 0
     while True:
-        chunk = select(MessageEvent.id).where(MessageEvent.message_id == message_id) \
-            .limit(batch_size)
-        ids = db.session.scalars(chunk).all()
+        ids = db.session.scalars(select(events.c.id).where(events.c.message_id == message_id)
+                                 .limit(batch_size)).all()
         if not ids:
             return deleted
-        deleted += db.session.execute(
-            delete(MessageEvent).where(MessageEvent.id.in_(ids))
-            .execution_options(synchronize_session=False)).rowcount
+        deleted += db.session.execute(delete(events).where(events.c.id.in_(ids))).rowcount
         db.session.commit()
         time.sleep(pause)
 
 
-def _delete_batch(ids: list[int], cutoff: datetime, customer_filter) -> tuple[int, int, int]:
-    """Delete one batch of messages with their events and attachments, in one transaction."""
-    guard = select(Message.id).where(Message.id.in_(ids), _expired(cutoff, customer_filter))
+def _count(table, condition) -> int:
+    return db.session.scalar(select(func.count()).select_from(table).where(condition)) or 0
+
+
+def _delete_range(in_range, ids) -> tuple[int, int, int]:
+    """Delete the messages `in_range` with their events and attachments, in one transaction.
+
+    Core statements on id ranges and subqueries: no ORM bookkeeping, no long IN lists.
+    """
+    messages = Message.__table__
     if db.engine.dialect.name == "postgresql":
-        guard = guard.with_for_update()  # nobody changes them while we delete
-    ids = list(db.session.scalars(guard))
-    if not ids:
-        db.session.rollback()
-        return 0, 0, 0
-    events = db.session.execute(
-        delete(MessageEvent).where(MessageEvent.message_id.in_(ids))
-        .execution_options(synchronize_session=False)).rowcount
-    attachments = db.session.execute(
-        delete(MessageAttachment).where(MessageAttachment.message_id.in_(ids))
-        .execution_options(synchronize_session=False)).rowcount
+        db.session.execute(select(messages.c.id).where(in_range).with_for_update()).all()
+    events = db.session.execute(delete(MessageEvent.__table__).where(
+        MessageEvent.__table__.c.message_id.in_(ids))).rowcount
+    attachments = db.session.execute(delete(MessageAttachment.__table__).where(
+        MessageAttachment.__table__.c.message_id.in_(ids))).rowcount
     # A newer resend keeps its own timeline ("resend of …"); only the link goes.
-    db.session.execute(
-        update(Message).where(Message.resend_of_id.in_(ids)).values(resend_of_id=None)
-        .execution_options(synchronize_session=False))
-    messages = db.session.execute(
-        delete(Message).where(Message.id.in_(ids), _expired(cutoff, customer_filter))
-        .execution_options(synchronize_session=False)).rowcount
+    db.session.execute(update(messages).where(messages.c.resend_of_id.in_(ids))
+                       .values(resend_of_id=None))
+    deleted = db.session.execute(delete(messages).where(in_range)).rowcount
     db.session.commit()
-    return messages, events, attachments
+    return deleted, events, attachments
 
 
 def _purge_group(cutoff: datetime, customer_filter, result: PurgeResult, batch_size: int,
                  pause: float, progress) -> None:
-    """Walk the expired messages of one group in (created_at, id) order, batch by batch."""
-    position: tuple[datetime, int] | None = None
-    rows_per_message = 4.0  # first guess, then measured
-    while True:
-        limit = max(1, min(batch_size, int(batch_size / rows_per_message)))
-        query = select(Message.id, Message.created_at).where(_expired(cutoff, customer_filter))
-        if position is not None:
-            query = query.where(tuple_(Message.created_at, Message.id) > tuple_(
-                literal(position[0], UTCDateTime()), literal(position[1])))
-        candidates = db.session.execute(
-            query.order_by(Message.created_at, Message.id).limit(limit)).all()
+    """Walk the group's expired messages in id order, one id range per transaction, each
+    range sized (by counting first) to hold at most `batch_size` rows in all."""
+    expired = _expired(cutoff, customer_filter)
+    upper = db.session.scalar(select(func.max(Message.id)).where(
+        Message.created_at < cutoff, customer_filter))
+    db.session.commit()
+    if upper is None:
+        return
+    position, per_message = 0, 4.0  # first guess of rows per message, then measured
+    events, attachments = MessageEvent.__table__, MessageAttachment.__table__
+    while position < upper:
+        wanted = max(1, min(batch_size, int(batch_size / per_message)))
+        window = and_(Message.id > position, Message.id <= upper, expired)
+        high = db.session.scalar(select(Message.id).where(window).order_by(Message.id)
+                                 .offset(wanted - 1).limit(1)) or upper
+        in_range = and_(Message.id > position, Message.id <= high, expired)
+        ids = select(Message.id).where(in_range)
+        count = _count(Message.__table__, in_range)
+        rows = count + _count(events, events.c.message_id.in_(ids)) \
+            + _count(attachments, attachments.c.message_id.in_(ids))
         db.session.commit()  # end the read: the pause below must not hold a snapshot
-        if not candidates:
-            return
-        ids = [row.id for row in candidates]
-        sizes = _counts_by_message(MessageEvent, ids)
-        for message_id, count in _counts_by_message(MessageAttachment, ids).items():
-            sizes[message_id] = sizes.get(message_id, 0) + count
-        db.session.commit()
-        chosen, rows = [], 0
-        for row in candidates:
-            size = 1 + sizes.get(row.id, 0)
-            if size > batch_size and not chosen:
-                result.events += _delete_events_in_chunks(row.id, batch_size, pause)
-                size = 1
-            if rows + size > batch_size:
-                break
-            chosen.append(row.id)
-            rows += size
-            position = (row.created_at, row.id)
-        messages, events, attachments = _delete_batch(chosen, cutoff, customer_filter)
+        if count == 0:
+            position = high
+            continue
+        if rows > batch_size and count > 1:
+            per_message = max(per_message * 2, rows / count * 1.1)
+            continue
+        if rows > batch_size:  # one message bigger than a batch: its events go first
+            only = db.session.scalar(ids)
+            result.events += _delete_events_in_chunks(only, batch_size, pause)
+        messages, deleted_events, deleted_attachments = _delete_range(in_range, ids)
         result.messages += messages
-        result.events += events
-        result.attachments += attachments
+        result.events += deleted_events
+        result.attachments += deleted_attachments
         result.batches += 1
-        rows_per_message = max(1.0, rows / len(chosen))
+        position = high
+        per_message = max(1.0, rows / count)
         if progress is not None:
             progress(result)
         time.sleep(pause)
