@@ -374,13 +374,10 @@ def search(filters: Filters, limit: int = 200, now: datetime | None = None) -> l
     now = now or utcnow()
     query = select(Suppression)
     q = normalise_address(filters.q)
-    if q:
-        if "@" in q and not q.startswith("@"):
-            query = query.where(Suppression.address == q)
-        else:
-            domain = q.lstrip("@")
-            query = query.where(or_(Suppression.address.like(f"%@{_escape(domain)}", escape="\\"),
-                                    Suppression.address.like(f"%{_escape(q)}%", escape="\\")))
+    if q.startswith("@"):  # a domain: addresses ending with it
+        query = query.where(Suppression.address.like(f"%{_escape(q)}", escape="\\"))
+    elif q:  # an address, part of one, or a domain
+        query = query.where(Suppression.address.like(f"%{_escape(q)}%", escape="\\"))
     if filters.reason in REASONS:
         query = query.where(Suppression.reason == filters.reason)
     if filters.scope in SCOPES:

@@ -1,0 +1,95 @@
+"""Browser: support finds a suppressed address, lifts it with a reason, and on a second lift
+sees — before confirming — that the removal is billable."""
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from dashboard.extensions import db
+from dashboard.models import SuppressionRemoval
+from dashboard.services import bounces, messages
+
+from ..bounces.conftest import ORDER_DATA, report
+from ..conftest import PASSWORD
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+ADDRESS = "mario.rossi@example.org"
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    """Debian's chromium, headless (unless tests/e2e/conftest.py already says so)."""
+    return {**browser_type_launch_args, "executable_path": "/usr/bin/chromium",
+            "args": CHROMIUM_ARGS}
+
+
+def log_in(page, base: str, email: str) -> None:
+    """Log in through the real form."""
+    page.goto(f"{base}/login")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/")
+
+
+def hard_bounce(customer) -> None:
+    """A message to ADDRESS and a hard-bounce report for it, through intake."""
+    [message] = messages.enqueue(customer, "order_closed", ADDRESS, reference="ORD-1",
+                                 data=ORDER_DATA)
+    bounces.ingest(message.public_id, report("postfix_hard.eml", message))
+
+
+def test_support_lifts_an_address_and_sees_the_billable_warning_on_a_second_lift(
+        app, live_server, page, make_user, make_customer):
+    """Search → Lift in place with a reason → lifted; suppressed again → the second lift
+    form and its confirmation both say billable."""
+    support = make_user("support", language="en")
+    customer, _ = make_customer("ACME", "Acme S.p.A.")
+    hard_bounce(customer)
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.accept()))
+    log_in(page, live_server, support.email)
+
+    page.goto(f"{live_server}/suppressions/")
+    page.fill("#suppressions-q", "rossi@example")
+    expect(page).to_have_url(re.compile(r"q=rossi"))  # the active search has answered
+    row = page.locator("tr.suppression-row", has_text=ADDRESS)
+    expect(row).to_be_visible()
+    expect(row).to_contain_text("Hard bounce")
+    row.get_by_role("button", name="Lift").click()
+
+    form = page.locator("tr.suppression-lift form")
+    expect(form.locator(".not-billable")).to_be_visible()
+    expect(form.locator("select[name=customer]")).to_have_value(str(customer.id))
+    form.locator("input[name=reason]").fill("")
+    form.locator("input[name=minutes]").fill("10")
+    form.get_by_role("button", name="Lift").click()
+    expect(form.locator(".field-error")).to_contain_text("A reason is required")
+    form.locator("input[name=reason]").fill("mailbox recreated by the customer's IT")
+    form.locator("input[name=ticket]").fill("T-100")
+    form.get_by_role("button", name="Lift").click()
+    lifted = page.locator("tr.suppression-row", has_text=ADDRESS)
+    expect(lifted).to_contain_text("lifted")
+    assert dialogs and "BILLABLE" not in dialogs[-1]
+
+    hard_bounce(customer)  # the address bounces again
+    page.goto(f"{live_server}/suppressions/?q={ADDRESS}")
+    row = page.locator("tr.suppression-row", has_text=ADDRESS)
+    expect(row).to_contain_text("repeatedly suppressed")
+    row.get_by_role("button", name="Lift").click()
+    form = page.locator("tr.suppression-lift form")
+    expect(form.locator(".billable-warning")).to_contain_text("Billable")
+    expect(form.locator(".billable-warning")).to_contain_text("T-100")
+    form.locator("input[name=reason]").fill("asked again")
+    form.locator("input[name=minutes]").fill("30")
+    form.get_by_role("button", name="Lift (billable)").click()
+    expect(page.locator("tr.suppression-row", has_text=ADDRESS)).to_contain_text("billable")
+    assert "BILLABLE" in dialogs[-1]
+
+    db.session.expire_all()
+    removals = db.session.scalars(db.select(SuppressionRemoval).order_by(
+        SuppressionRemoval.id)).all()
+    assert [(r.billable, r.minutes_spent) for r in removals] == [(False, 10), (True, 30)]
