@@ -17,14 +17,14 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta, timezone
 
-from sqlalchemy import and_, func, or_, select
-from sqlalchemy.orm import load_only
+from sqlalchemy import and_, func, or_, select, union
 
 from ..extensions import db
 from ..models import EVENTS, SENDING_MODES, STATUSES, Customer, Message, normalise_reference, utcnow
 
 PAGE_SIZE = 50
 COUNT_CAP = 1000
+TERM_CAP = 5000  # above this many matches a term is checked along the time index
 DEFAULT_DAYS = 7
 PUBLIC_ID_RE = re.compile(r"^[0-9a-f]{24}$")
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -190,7 +190,7 @@ def _prefix(column, prefix: str, indexed: bool = True):
 
 
 def _term_conditions(search: Search, indexed: bool) -> list:
-    """The box's conditions: one per index that may serve them (OR-ed together)."""
+    """The box's conditions, one per index that serves them (a match on any is a match)."""
     term = normalise_term(search.q)
     kind = search.kind
     if kind == "address":
@@ -210,112 +210,151 @@ def _time_bounds(search: Search) -> tuple[datetime | None, datetime | None]:
     return start, end
 
 
-def _filters(search: Search, time_indexed: bool = True) -> list:
-    """Every condition except the box's, and except the keyset cursor."""
-    created = Message.created_at if time_indexed else _hidden(Message.created_at)
+def _has_other_filters(search: Search) -> bool:
+    return any(v is not None for v in (search.customer_id, search.event, search.status,
+                                       search.mode))
+
+
+def _filters(search: Search, indexed: bool = True) -> list:
+    """Every condition except the box's and the cursor; `indexed=False` hides them all."""
+    def col(column):
+        return column if indexed else _hidden(column)
+
     conditions = []
     start, end = _time_bounds(search)
     if search.kind != "id":
         if start is not None:
-            conditions.append(created >= start)
+            conditions.append(col(Message.created_at) >= start)
         if end is not None:
-            conditions.append(created < end)
+            conditions.append(col(Message.created_at) < end)
     if search.customer_id is not None:
-        conditions.append(Message.customer_id == search.customer_id)
+        conditions.append(col(Message.customer_id) == search.customer_id)
     if search.event:
-        conditions.append(Message.event == search.event)
+        conditions.append(col(Message.event) == search.event)
     if search.status:
-        conditions.append(Message.status == search.status)
+        conditions.append(col(Message.status) == search.status)
     if search.mode:
-        conditions.append(Message.transport == search.mode)
+        conditions.append(col(Message.transport) == search.mode)
     return conditions
 
 
-def _where(search: Search, plan: str) -> list:
-    """All conditions for a plan: 'id', 'time' (walk the time index) or 'term' (its index)."""
-    if plan == "id":
-        return [Message.public_id == normalise_term(search.q).lower()]
-    if plan == "term":
-        terms = _term_conditions(search, indexed=True)
-        return [or_(*terms) if len(terms) > 1 else terms[0]] + _filters(search, False)
-    terms = _term_conditions(search, indexed=False)
-    where = _filters(search, True)
-    if terms:
-        where.append(or_(*terms) if len(terms) > 1 else terms[0])
-    return where
-
-
-def _capped_count(where: list, cap: int) -> int:
-    """How many messages match, counting at most cap + 1 (a count of 1M is not needed)."""
-    inner = select(Message.id).where(*where).limit(cap + 1).subquery()
-    return db.session.scalar(select(func.count()).select_from(inner)) or 0
-
-
-def choose_plan(search: Search) -> str:
-    """'id' for a message id; for a term, its own index when it is selective, else 'time'."""
-    kind = search.kind
-    if kind == "id":
-        return "id"
-    if kind == "all":
-        return "time"
-    # Index-only probe: the term and the date range, nothing that needs the table.
-    start, end = _time_bounds(search)
-    probe = 0
-    for condition in _term_conditions(search, indexed=True):
-        where = [condition]
-        if start is not None:
-            where.append(Message.created_at >= start)
-        if end is not None:
-            where.append(Message.created_at < end)
-        probe += _capped_count(where, COUNT_CAP - probe)
-        if probe > COUNT_CAP:
-            return "time"
-    return "term"
-
-
-def _keyset(cursor: tuple[datetime, int], older: bool, time_indexed: bool):
+def _keyset(cursor: tuple[datetime, int], older: bool, indexed: bool):
     """Rows strictly older (or newer) than the cursor; the first half is an index range."""
-    created = Message.created_at if time_indexed else _hidden(Message.created_at)
+    created = Message.created_at if indexed else _hidden(Message.created_at)
     at, ident = cursor
     if older:
         return and_(created <= at, or_(created < at, Message.id < ident))
     return and_(created >= at, or_(created > at, Message.id > ident))
 
 
-def _ordered(query, newest_first: bool):
-    if newest_first:
-        return query.order_by(Message.created_at.desc(), Message.id.desc())
-    return query.order_by(Message.created_at.asc(), Message.id.asc())
+def _matching(search: Search, plan: str, keyset=None):
+    """A subquery of (id, created_at) of the matches, built for the plan.
+
+    'term': one branch per term index, each walking only its index (UNION removes doubles),
+    every other condition hidden from the planner; 'time' and 'id': a single select.
+    """
+    if plan == "id":
+        where = [Message.public_id == normalise_term(search.q).lower()]
+        return select(Message.id, Message.created_at).where(*where)
+    if plan == "term":
+        branches = []
+        for term in _term_conditions(search, indexed=True):
+            where = [term, *_filters(search, indexed=False)]
+            if keyset is not None:
+                where.append(_keyset(*keyset, indexed=False))
+            branches.append(select(Message.id, Message.created_at).where(*where))
+        return branches[0] if len(branches) == 1 else union(*branches)
+    where = _filters(search, indexed=True)
+    terms = _term_conditions(search, indexed=False)
+    if terms:
+        where.append(or_(*terms) if len(terms) > 1 else terms[0])
+    if keyset is not None:
+        where.append(_keyset(*keyset, indexed=True))
+    return select(Message.id, Message.created_at).where(*where)
 
 
-def _list_query(search: Search, plan: str):
-    return select(Message).options(load_only(*LIST_COLUMNS, raiseload=False)).where(
-        *_where(search, plan))
+def _capped_count(query, cap: int) -> int:
+    """How many rows a select yields, counting at most cap + 1 (a count of 1M is not needed)."""
+    inner = query.limit(cap + 1).subquery()
+    return db.session.scalar(select(func.count()).select_from(inner)) or 0
 
 
-def run(search: Search, page_size: int = PAGE_SIZE, plan: str | None = None) -> Page:
+def probe(search: Search, cap: int = TERM_CAP) -> int:
+    """Matches of the box's term in the date range, index-only, counted up to cap + 1."""
+    start, end = _time_bounds(search)
+    branches = []
+    for term in _term_conditions(search, indexed=True):
+        where = [term]
+        if start is not None:
+            where.append(Message.created_at >= start)
+        if end is not None:
+            where.append(Message.created_at < end)
+        branches.append(select(Message.id).where(*where))
+    if not branches:
+        return 0
+    query = branches[0] if len(branches) == 1 else union(*branches)
+    return _capped_count(query, cap)
+
+
+def choose_plan(search: Search) -> tuple[str, int | None]:
+    """('id'|'term'|'time', probe): a term's own index when it is selective, else time order."""
+    kind = search.kind
+    if kind == "id":
+        return "id", None
+    if kind == "all":
+        return "time", None
+    found = probe(search)
+    return ("term" if found <= TERM_CAP else "time"), found
+
+
+def _page_ids(search: Search, plan: str, limit: int, keyset=None, newest_first=True) -> list:
+    """(id, created_at) of one page of matches, in page order."""
+    if plan == "term":  # sort the (few) matches found through the term's index
+        matching = _matching(search, plan, keyset).subquery()
+        query = select(matching.c.id, matching.c.created_at)
+        created, ident = matching.c.created_at, matching.c.id
+    else:  # walk the time index in order (customer/status indexes when filtered)
+        query = _matching(search, plan, keyset)
+        created, ident = Message.created_at, Message.id
+    order = (created.desc(), ident.desc()) if newest_first else (created.asc(), ident.asc())
+    return db.session.execute(query.order_by(*order).limit(limit)).all()
+
+
+def _rows(ids: list[int], columns=None) -> list:
+    """The listed columns of these messages, newest first."""
+    if not ids:
+        return []
+    columns = columns or LIST_COLUMNS
+    return db.session.execute(
+        select(*columns).where(Message.id.in_(ids))
+        .order_by(Message.created_at.desc(), Message.id.desc())).all()
+
+
+def run(search: Search, page_size: int = PAGE_SIZE) -> Page:
     """One page of the search, newest first, with a capped count and keyset cursors."""
-    plan = plan or choose_plan(search)
-    time_indexed = plan != "term"
-    query = _list_query(search, plan)
+    plan, found = choose_plan(search)
     going_back = search.after is not None and search.before is None
+    keyset = None
     if search.before is not None:
-        query = query.where(_keyset(search.before, True, time_indexed))
+        keyset = (search.before, True)
     elif going_back:
-        query = query.where(_keyset(search.after, False, time_indexed))
-    rows = list(db.session.scalars(_ordered(query, not going_back).limit(page_size + 1)))
-    more = len(rows) > page_size
-    rows = rows[:page_size]
-    if going_back:
-        rows.reverse()
+        keyset = (search.after, False)
+    keys = _page_ids(search, plan, page_size + 1, keyset, newest_first=not going_back)
+    more = len(keys) > page_size
+    keys = keys[:page_size]
+    rows = _rows([k.id for k in keys])
     has_older = more if not going_back else True
     has_newer = (search.before is not None) if not going_back else more
-    count = _capped_count(_where(search, plan), COUNT_CAP)
-    customer_ids = {m.customer_id for m in rows}
+    if plan == "time" and found is not None and not _has_other_filters(search):
+        count = found  # the probe already saw more than TERM_CAP matches
+    elif plan == "term" and found is not None and not _has_other_filters(search):
+        count = found
+    else:
+        count = _capped_count(_matching(search, plan), COUNT_CAP)
     customers, resent_ids = {}, set()
     if rows:
         customers = {c.id: c for c in db.session.scalars(
-            select(Customer).where(Customer.id.in_(customer_ids)))}
+            select(Customer).where(Customer.id.in_({m.customer_id for m in rows})))}
         resent_ids = set(db.session.scalars(select(Message.resend_of_id).where(
             Message.resend_of_id.in_([m.id for m in rows])).distinct()))
     return Page(
@@ -330,32 +369,26 @@ def iter_matches(search: Search, limit: int | None = None, batch: int = 500,
                  columns=LIST_COLUMNS) -> Iterator:
     """Every match as a plain row, newest first, read in keyset batches (export, bulk)."""
     search = replace(search, before=None, after=None)
-    plan = choose_plan(search)
-    time_indexed = plan != "term"
-    columns = tuple(columns)
-    if Message.id not in columns or Message.created_at not in columns:
-        columns = columns + (Message.id, Message.created_at)
-    cursor = None
+    plan, _found = choose_plan(search)
+    keyset = None
     seen = 0
     while True:
         size = batch if limit is None else min(batch, limit - seen)
         if size <= 0:
             return
-        query = select(*columns).where(*_where(search, plan))
-        if cursor is not None:
-            query = query.where(_keyset(cursor, True, time_indexed))
-        rows = db.session.execute(_ordered(query, True).limit(size)).all()
-        yield from rows
-        seen += len(rows)
-        if len(rows) < size:
+        keys = _page_ids(search, plan, size, keyset)
+        yield from _rows([k.id for k in keys], columns)
+        seen += len(keys)
+        if len(keys) < size:
             return
-        cursor = (rows[-1].created_at, rows[-1].id)
+        keyset = ((keys[-1].created_at, keys[-1].id), True)
 
 
 def count(search: Search, cap: int = COUNT_CAP) -> int:
     """How many messages the search matches, at most cap + 1."""
     search = replace(search, before=None, after=None)
-    return _capped_count(_where(search, choose_plan(search)), cap)
+    plan, _found = choose_plan(search)
+    return _capped_count(_matching(search, plan), cap)
 
 
 def customer_choices() -> list[Customer]:

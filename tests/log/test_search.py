@@ -108,16 +108,23 @@ def test_pages_stay_stable_while_new_messages_arrive(insert_messages, make_custo
     assert ids(back) == ids(first)
 
 
-def test_a_broad_term_is_checked_along_the_time_index(insert_messages, make_customer):
-    """More than 1,000 matches: the term is filtered newest first and the count is capped."""
+def test_a_broad_term_walks_the_time_index_with_the_same_results(insert_messages,
+                                                                  make_customer, monkeypatch):
+    """Above the probe cap the term is checked newest first; pages and counts do not change."""
     customer, _ = make_customer()
     insert_messages(1100, customer, reference="ORD-2026-000001")
-    page = search(q="ORD")
-    assert page.plan == "time"
-    assert page.count_capped and page.count == 1000
-    assert len(page.messages) == 50
-    narrow = search(q="ORD-2026-000001", status="failed")
-    assert narrow.plan == "time" and narrow.messages == []
+    insert_messages(30, customer, reference="ACT-1", status="failed")
+    selective = search(q="ORD")
+    assert selective.plan == "term"
+    monkeypatch.setattr(log_search, "TERM_CAP", 100)
+    broad = search(q="ORD")
+    assert broad.plan == "time"
+    assert ids(broad) == ids(selective) and len(broad.messages) == 50
+    assert broad.count_capped and selective.count_capped and broad.count == 1000
+    assert ids(search(q="ORD", before=broad.older)) == ids(
+        log_search.run(log_search.parse({"q": "ORD", "before": broad.older})[0]))
+    filtered = search(q="ORD-2026-000001", status="failed")
+    assert filtered.plan == "time" and filtered.messages == [] and filtered.count == 0
 
 
 def test_a_selective_term_uses_its_own_index(make_message):
