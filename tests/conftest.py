@@ -88,6 +88,16 @@ class Client(FlaskClient):
         return super().open(*args, **kwargs)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `pg` need PostgreSQL: on SQLite they are skipped, saying why."""
+    if (os.environ.get("TEST_DATABASE_URL") or "").startswith("postgresql"):
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL: set TEST_DATABASE_URL=postgresql+psycopg://…")
+    for item in items:
+        if item.get_closest_marker("pg") is not None:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _cheap_password_hashing():
     """Scrypt with a small work factor: the same code path at a fraction of the CPU per login."""
