@@ -30,7 +30,7 @@ def check_snapshot(name: str, actual: str) -> None:
 
 
 @pytest.mark.parametrize(("event", "language"), CASES)
-def test_default_template_matches_its_snapshot(app, event, language):
+def test_default_template_matches_its_snapshot(event, language):
     """Subject, plain text and inlined HTML of each default stay exactly as reviewed."""
     rendered = render.render_notification(None, event, language, CATALOG[event]["sample"])
     check_snapshot(f"{event}.{language}.subject", rendered.subject + "\n")
@@ -40,7 +40,7 @@ def test_default_template_matches_its_snapshot(app, event, language):
 
 
 @pytest.mark.parametrize(("event", "language"), CASES)
-def test_default_html_is_inlined_responsive_and_in_its_language(app, event, language):
+def test_default_html_is_inlined_responsive_and_in_its_language(event, language):
     """The HTML carries inline styles, keeps the mobile media query and declares its language."""
     rendered = render.render_notification(None, event, language, CATALOG[event]["sample"])
     assert f'<html lang="{language}">' in rendered.html
@@ -52,7 +52,7 @@ def test_default_html_is_inlined_responsive_and_in_its_language(app, event, lang
 
 
 @pytest.mark.parametrize(("event", "language"), CASES)
-def test_default_needs_only_the_documented_variables(app, event, language):
+def test_default_needs_only_the_documented_variables(event, language):
     """Each default renders with just the required variables, and names any missing one."""
     sample = CATALOG[event]["sample"]
     required = {name: sample[name] for name in required_variables(event)}
@@ -73,7 +73,7 @@ def test_default_sources_use_only_catalog_variables():
         assert problems == [], (event, language, [p.message for p in problems])
 
 
-def test_sample_values_are_escaped_in_html_but_not_in_the_subject(app):
+def test_sample_values_are_escaped_in_html_but_not_in_the_subject():
     """Data is HTML-escaped in the body (no injection) and left as typed in the subject."""
     data = {**CATALOG["order_closed"]["sample"], "order_number": "<b>A&B</b>"}
     rendered = render.render_notification(None, "order_closed", "en", data)
@@ -81,7 +81,7 @@ def test_sample_values_are_escaped_in_html_but_not_in_the_subject(app):
     assert rendered.subject == "Order <b>A&B</b> closed"
 
 
-def test_optional_outcome_is_left_out_when_missing(app):
+def test_optional_outcome_is_left_out_when_missing():
     """activity_closed without an outcome renders without the outcome block."""
     data = {k: v for k, v in CATALOG["activity_closed"]["sample"].items() if k != "outcome"}
     rendered = render.render_notification(None, "activity_closed", "it", data)
