@@ -8,7 +8,6 @@ two live workers never hold the same row.
 """
 from __future__ import annotations
 
-import email.policy
 import logging
 import random
 import time
@@ -31,7 +30,6 @@ log = logging.getLogger(__name__)
 DUE_STATUSES = ("queued", "deferred")
 AUTH_FAILURES_BEFORE_PAUSE = 3
 DEFAULT_SCHEDULE = [1, 5, 15, 60, 180, 360]
-_SMTP_POLICY = email.policy.SMTP
 
 
 @dataclass
@@ -320,7 +318,7 @@ def _send(message: Message, customer: Customer, transports: _Transports) -> Outc
         transport = transports.get(customer)
     except CredentialsError as exc:
         return Outcome("deferred", None, exc.message)
-    data = compose.build(message, open_tracking=True).as_bytes(policy=_SMTP_POLICY)
+    data = compose.build_bytes(message, open_tracking=True)
     envid = message.public_id if customer.sending_mode != "customer_smtp" else None
     return transport.send(message.envelope_from, message.recipient, data, dsn_envid=envid)
 

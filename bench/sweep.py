@@ -1,0 +1,183 @@
+"""Sweep throughput against a bare smtplib loop (issue 3). Not a test: it prints figures.
+
+    python bench/sweep.py [--messages 10000] [--database URL] [--profile FILE]
+
+Starts an aiosmtpd sink in its own process (so it does not share our GIL), enqueues the
+messages through the service layer (one pre-rendered template), times `sweep()` draining
+them, then times a bare smtplib loop sending the same rendered messages over one reused
+connection to the same sink, and prints both rates and their ratio. Without --database a
+fresh SQLite file in a temporary folder is used; a PostgreSQL URL gets its schema dropped
+and re-created, so give it a database of its own.
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import email.policy
+import multiprocessing
+import os
+import pstats
+import smtplib
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _sink(port: int, ready, counter) -> None:
+    """The sink process: accept everything, count messages, keep nothing."""
+    from aiosmtpd.controller import Controller
+
+    class Counting:
+        async def handle_DATA(self, server, session, envelope):
+            with counter.get_lock():
+                counter.value += 1
+            return "250 2.0.0 Ok"
+
+    controller = Controller(Counting(), hostname="127.0.0.1", port=port,
+                            data_size_limit=20 * 1024 * 1024)
+    controller.start()
+    ready.set()
+    try:
+        while True:
+            time.sleep(3600)
+    finally:
+        controller.stop()
+
+
+def _app(database: str, port: int):
+    from cryptography.fernet import Fernet
+    from flask_migrate import upgrade
+    from sqlalchemy import text
+
+    from dashboard import create_app
+    from dashboard.extensions import db
+
+    app = create_app({
+        "SQLALCHEMY_DATABASE_URI": database,
+        "SECRET_KEY": "bench-secret",
+        "POSTINO_CREDENTIALS_KEY": Fernet.generate_key().decode(),
+        "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": port, "MAIL_TIMEOUT": 30,
+        "MAIL_USE_TLS": False, "MAIL_USE_SSL": False, "MAIL_USERNAME": None,
+    })
+    logging_off()
+    with app.app_context():
+        if db.engine.dialect.name == "postgresql":
+            db.session.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+            db.session.commit()
+        upgrade()
+    logging_off()
+    return app
+
+
+def logging_off() -> None:
+    import logging
+
+    logging.getLogger().setLevel(logging.WARNING)
+    for name in ("alembic", "mail.log", "dashboard"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _enqueue(count: int) -> None:
+    from dashboard.notifications import CATALOG
+    from dashboard.services import customers, messages, render
+
+    customer, _ = customers.create_customer("BENCH", "Bench customer")
+    rendered = render.render_notification(customer, "order_closed", "it",
+                                          CATALOG["order_closed"]["sample"])
+    data = CATALOG["order_closed"]["sample"]
+    for start in range(0, count, 500):
+        recipients = [f"buyer{i}@example.com" for i in range(start, min(count, start + 500))]
+        messages.store(customer, "order_closed", recipients, "ORD-BENCH", "it", data, rendered,
+                       [])
+
+
+def _bare_loop(port: int, envelopes: list[tuple[str, str, bytes]]) -> float:
+    """Send pre-built messages over one reused smtplib connection; returns seconds."""
+    started = time.perf_counter()
+    smtp = smtplib.SMTP("127.0.0.1", port, timeout=30)
+    smtp.ehlo()
+    for sender, recipient, data in envelopes:
+        smtp.sendmail(sender, [recipient], data)
+    smtp.quit()
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--database", default=os.environ.get("DATABASE_URL"))
+    parser.add_argument("--profile", help="write a cProfile of the sweep here")
+    args = parser.parse_args()
+
+    tmp = tempfile.mkdtemp(prefix="postino-bench-")
+    database = args.database or f"sqlite:///{tmp}/bench.sqlite3"
+    port = _free_port()
+    ready, counter = multiprocessing.Event(), multiprocessing.Value("i", 0)
+    sink = multiprocessing.Process(target=_sink, args=(port, ready, counter), daemon=True)
+    sink.start()
+    ready.wait(10)
+    try:
+        app = _app(database, port)
+        with app.app_context():
+            from sqlalchemy import func, select
+
+            from dashboard.extensions import db
+            from dashboard.models import Message
+            from dashboard.services import compose
+            from dashboard.services.sweep import sweep
+
+            t0 = time.perf_counter()
+            _enqueue(args.messages)
+            enqueue_s = time.perf_counter() - t0
+            db.session.remove()
+
+            profiler = cProfile.Profile() if args.profile else None
+            t0 = time.perf_counter()
+            if profiler:
+                profiler.enable()
+            result = sweep()
+            if profiler:
+                profiler.disable()
+            sweep_s = time.perf_counter() - t0
+            sent = db.session.scalar(select(func.count()).select_from(Message)
+                                     .where(Message.status == "sent"))
+            assert result.sent == args.messages == sent, (result, sent)
+            received_by_sweep = counter.value
+
+            envelopes = [(m.envelope_from, m.recipient,
+                          compose.build(m).as_bytes(policy=email.policy.SMTP))
+                         for m in db.session.scalars(select(Message).order_by(Message.id))]
+            bare_s = _bare_loop(port, envelopes)
+            assert counter.value == received_by_sweep + args.messages
+            dialect = db.engine.dialect.name
+    finally:
+        sink.terminate()
+        sink.join(5)
+
+    sweep_rate = args.messages / sweep_s
+    bare_rate = args.messages / bare_s
+    print(f"database        {dialect} ({database.split('@')[-1]})")
+    print(f"messages        {args.messages}")
+    print(f"enqueue         {enqueue_s:8.2f} s  ({args.messages / enqueue_s:8.0f} msg/s, "
+          f"service layer, not the goal)")
+    print(f"sweep           {sweep_s:8.2f} s  ({sweep_rate:8.0f} msg/s)")
+    print(f"bare smtplib    {bare_s:8.2f} s  ({bare_rate:8.0f} msg/s)")
+    print(f"ratio           {sweep_rate / bare_rate:8.2f}  (goal >= 0.70)")
+    if profiler:
+        profiler.dump_stats(args.profile)
+        pstats.Stats(args.profile).sort_stats("cumulative").print_stats(25)
+
+
+if __name__ == "__main__":
+    main()
