@@ -73,3 +73,9 @@ def _finish_bulk_resends(app):
 
     for run_id in list(resend._threads):
         resend.wait_for(run_id)
+
+
+@pytest.fixture
+def support_client(app, make_user, login):
+    """A client logged in as support, reading the dashboard in English (texts are asserted)."""
+    return login(app.test_client(), make_user("support", language="en"))
