@@ -169,3 +169,9 @@ def test_relay_messages_request_dsn_when_the_relay_advertises_it(app, make_custo
         server.stop()
     assert got.rcpt_options == ["NOTIFY=SUCCESS,FAILURE,DELAY"]
     assert f"ENVID={message.public_id}".upper() in [o.upper() for o in got.mail_options]
+
+
+def test_the_cli_command_is_registered(runner):
+    """`flask bounce-listener --host --port` exists (it blocks, so only its help is run)."""
+    result = runner.invoke(args=["bounce-listener", "--help"])
+    assert result.exit_code == 0 and "--port" in result.output and "--host" in result.output
