@@ -160,7 +160,7 @@ def seed(customer_smtp_port: int) -> bool:
 def _seed_history(customer_list) -> None:
     """A few hundred messages over the last 25 days, in every status, with timelines."""
     from .extensions import db
-    from .models import Message, MessageEvent, SuppressionRemoval, utcnow
+    from .models import BounceReport, Message, MessageEvent, SuppressionRemoval, utcnow
     from .notifications import CATALOG
     from .services import modes, render, suppressions
 
@@ -261,6 +261,14 @@ def _seed_history(customer_list) -> None:
                                       diagnostic="Recipient address rejected: User unknown",
                                       message=message)
         message.suppression_id = entry.id
+        db.session.add(BounceReport(
+            message_id=message.id, customer_id=customer.id, recipient=address, kind="hard",
+            status_code="5.1.1", action="failed", suppression_id=entry.id,
+            diagnostic="smtp; 550 5.1.1 Recipient address rejected: User unknown",
+            received_at=message.bounced_at,
+            raw=("Content-Type: message/delivery-status\n\nReporting-MTA: dns; mx.demo.example.com\n\n"
+                 f"Final-Recipient: rfc822; {address}\nAction: failed\nStatus: 5.1.1\n"
+                 "Diagnostic-Code: smtp; 550 5.1.1 Recipient address rejected: User unknown\n")))
     if bounced_addresses:
         address, customer, _message = bounced_addresses[0]
         entry = suppressions.active_for(address, customer)
@@ -276,22 +284,16 @@ def _seed_history(customer_list) -> None:
     db.session.commit()
 
 
-def _start_bounce_listener(app: Flask) -> str | None:
-    """Start the bounce listener in this process when the feature is installed."""
-    try:
-        from . import bounce_listener
-    except ImportError:
-        return None
-    start = getattr(bounce_listener, "start_in_thread", None)
-    if start is None:
-        return None
+def _start_bounce_listener(app: Flask):
+    """Start the bounce listener in this process on a free port; returns its controller."""
+    from . import bounce_listener
+
     port = _free_port()
     try:
-        start(app, "127.0.0.1", port)
-    except Exception:  # the demo still runs without it
+        return bounce_listener.start(app, "127.0.0.1", port)
+    except Exception:  # the demo still runs without it, and says so
         log.exception("bounce listener did not start")
         return None
-    return f"127.0.0.1:{port}"
 
 
 @click.command("demo")
@@ -327,7 +329,7 @@ def demo_command(port: int, host: str) -> None:
         if verdi is not None and verdi.smtp_host == "127.0.0.1":
             verdi.smtp_port = customer_sink.port  # the sink's port changes every run
             db.session.commit()
-    bounce_address = _start_bounce_listener(app)
+    bounce = _start_bounce_listener(app)
     scheduler = make_scheduler(app, background=True)
     scheduler.start()
     db.session.remove()
@@ -335,8 +337,8 @@ def demo_command(port: int, host: str) -> None:
     click.echo("Postino demo is running.")
     click.echo(f"  Dashboard:   {url}/")
     click.echo(f"  Relay sink:  127.0.0.1:{relay.port} (see the Demo inbox page)")
-    if bounce_address:
-        click.echo(f"  Bounces:     {bounce_address}")
+    if bounce is not None:
+        click.echo(f"  Bounces:     {bounce.hostname}:{bounce.port} (bounce listener, VERP only)")
     click.echo(f"  Logins (password '{DEMO_PASSWORD}'):")
     for email, role, _name in DEMO_USERS:
         click.echo(f"    {role:8} {email}")
@@ -347,6 +349,8 @@ def demo_command(port: int, host: str) -> None:
         scheduler.shutdown(wait=False)
         relay.stop()
         customer_sink.stop()
+        if bounce is not None:
+            bounce.stop()
 
 
 def register_cli(app: Flask) -> None:
