@@ -304,9 +304,10 @@ def send_test(customer: Customer, event: str, language: str, source: dict, data:
     # First in line for one sweep pass of exactly one message: the real queue and transport.
     message.next_attempt_at = FRONT_OF_QUEUE
     db.session.commit()
+    message_id = message.id
     sweep.sweep(max_messages=1)
-    db.session.refresh(message)
-    return message
+    db.session.expire_all()  # the sweep may have written (or detached) our instance
+    return db.session.get(Message, message_id)
 
 
 def _same_as_default(source: dict, event: str, language: str) -> bool:

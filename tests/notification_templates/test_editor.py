@@ -166,3 +166,16 @@ def test_send_test_from_the_editor_links_to_the_message(admin_client, make_custo
     refused = admin_client.post(editor_url(customer, suffix="/test"), headers=HX,
                                 data=form(to="not an address"))
     assert refused.status_code == 422 and "field-error" in refused.get_data(as_text=True)
+
+
+def test_saving_needs_the_csrf_token_the_page_carries(admin_client, make_customer, app):
+    """With CSRF on, a save without the token is refused; the form's own token is accepted."""
+    customer, _ = make_customer()
+    app.config["WTF_CSRF_ENABLED"] = True
+    page = admin_client.get(editor_url(customer)).get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    assert admin_client.post(editor_url(customer), data=form()).status_code == 400
+    assert db.session.scalar(db.select(db.func.count(TemplateVersion.id))) == 0
+    assert admin_client.post(editor_url(customer), data=form(csrf_token=token)).status_code == 302
+    assert admin_client.post(editor_url(customer, suffix="/preview"), data=form(),
+                             headers={**HX, "X-CSRFToken": token}).status_code == 200
