@@ -15,6 +15,7 @@ The PostgreSQL database is emptied (schema dropped) unless --reuse: give it a th
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
@@ -89,18 +90,20 @@ def time_searches(kinds: dict[str, list[dict]]) -> dict[str, tuple[float, float,
 
     figures = {}
     for kind, arg_list in kinds.items():
-        timings, plans, counts = [], set(), []
+        timings, cpu, plans, counts = [], [], set(), []
         for args in arg_list:
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             search, errors = log_search.parse(args)
             assert not errors, errors
             page = log_search.run(search)
             timings.append((time.perf_counter() - started) * 1000)
+            cpu.append((time.process_time() - cpu_started) * 1000)
             plans.add(page.plan)
             counts.append(page.count if not page.count_capped else 1001)
             db.session.rollback()
         figures[kind] = (percentile(timings, 50), percentile(timings, 95),
-                         statistics.mean(timings), sorted(plans), statistics.median(counts))
+                         percentile(cpu, 50), percentile(cpu, 95), sorted(plans),
+                         statistics.median(counts))
     return figures
 
 
@@ -108,21 +111,28 @@ def time_pages(app, kinds: dict[str, list[dict]]) -> dict[str, tuple[float, floa
     """p50 and p95 ms of GET /log/?… (the full page) as a logged-in support user."""
     from dashboard.services import users
 
-    users.create_user("bench-support@example.com", "support", "bench password 123")
+    from dashboard.extensions import db
+    from dashboard.models import User
+
+    if db.session.scalar(select(User).where(User.email == "bench-support@example.com")) is None:
+        users.create_user("bench-support@example.com", "support", "bench password 123",
+                          language="en")
     client = app.test_client()
     response = client.post("/login", data={"email": "bench-support@example.com",
                                            "password": "bench password 123"})
     assert response.status_code == 302, response.status_code
     figures = {}
     for kind, arg_list in kinds.items():
-        timings = []
+        timings, cpu = [], []
         for args in arg_list:
             url = "/log/?" + urlencode(args)
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             response = client.get(url)
             timings.append((time.perf_counter() - started) * 1000)
+            cpu.append((time.process_time() - cpu_started) * 1000)
             assert response.status_code == 200, (url, response.status_code)
-        figures[kind] = (percentile(timings, 50), percentile(timings, 95))
+        figures[kind] = (percentile(timings, 50), percentile(timings, 95),
+                         percentile(cpu, 50), percentile(cpu, 95))
     return figures
 
 
@@ -197,19 +207,22 @@ def main() -> None:
         kinds = samples(args.rounds, rng)
         time_searches(kinds)  # warm the caches once, as a running server would be
         figures = time_searches(kinds)
-        print(f"\nsearch service (log_search.parse + run), {args.rounds} rounds each, ms:")
-        print(f"{'search':24} {'p50':>7} {'p95':>7} {'mean':>7}  plan   median count")
-        for kind, (p50, p95, mean, plans, count) in figures.items():
-            flag = "" if p95 <= GOAL_SEARCH_MS else f"  > goal {GOAL_SEARCH_MS} ms"
-            print(f"{kind:24} {p50:7.1f} {p95:7.1f} {mean:7.1f}  {'/'.join(plans):6} "
-                  f"{count:>6}{flag}")
-        with app.test_request_context():
-            pass
+        print(f"\nload average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+        print(f"search service (log_search.parse + run), {args.rounds} rounds each, ms "
+              "(wall clock, and CPU time of this process):")
+        print(f"{'search':24} {'p50':>7} {'p95':>7} {'cpu p50':>8} {'cpu p95':>8}  "
+              "plan      median count")
+        for kind, (p50, p95, c50, c95, plans, count) in figures.items():
+            flag = "" if p95 <= GOAL_SEARCH_MS else f"  (wall p95 > {GOAL_SEARCH_MS} ms)"
+            print(f"{kind:24} {p50:7.1f} {p95:7.1f} {c50:8.1f} {c95:8.1f}  "
+                  f"{'/'.join(plans):9} {count:>6}{flag}")
         pages = time_pages(app, kinds)
         print(f"\nLog page GET (full page, server-side), {args.rounds} rounds each, ms:")
-        for kind, (p50, p95) in pages.items():
-            flag = "" if p95 <= GOAL_PAGE_MS else f"  > goal {GOAL_PAGE_MS} ms"
-            print(f"{kind:24} {p50:7.1f} {p95:7.1f}{flag}")
+        print(f"{'search':24} {'p50':>7} {'p95':>7} {'cpu p50':>8} {'cpu p95':>8}")
+        for kind, (p50, p95, c50, c95) in pages.items():
+            flag = "" if p95 <= GOAL_PAGE_MS else f"  (wall p95 > {GOAL_PAGE_MS} ms)"
+            print(f"{kind:24} {p50:7.1f} {p95:7.1f} {c50:8.1f} {c95:8.1f}{flag}")
+        print(f"load average {os.getloadavg()[0]:.1f}")
         if not args.no_explain:
             print("\nplans:")
             for kind, lines in explain(kinds).items():

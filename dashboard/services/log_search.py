@@ -307,27 +307,30 @@ def choose_plan(search: Search) -> tuple[str, int | None]:
     return ("term" if found <= TERM_CAP else "time"), found
 
 
-def _page_ids(search: Search, plan: str, limit: int, keyset=None, newest_first=True) -> list:
-    """(id, created_at) of one page of matches, in page order."""
+def _page_ids(search: Search, plan: str, limit: int, keyset=None, newest_first=True):
+    """A select of the ids of one page of matches (for use in `id IN (…)`)."""
     if plan == "term":  # sort the (few) matches found through the term's index
         matching = _matching(search, plan, keyset).subquery()
-        query = select(matching.c.id, matching.c.created_at)
         created, ident = matching.c.created_at, matching.c.id
+        query = select(ident)
     else:  # walk the time index in order (customer/status indexes when filtered)
-        query = _matching(search, plan, keyset)
+        query = _matching(search, plan, keyset).with_only_columns(Message.id)
         created, ident = Message.created_at, Message.id
     order = (created.desc(), ident.desc()) if newest_first else (created.asc(), ident.asc())
-    return db.session.execute(query.order_by(*order).limit(limit)).all()
+    return query.order_by(*order).limit(limit)
 
 
-def _rows(ids: list[int], columns=None) -> list:
-    """The listed columns of these messages, newest first."""
-    if not ids:
-        return []
-    columns = columns or LIST_COLUMNS
-    return db.session.execute(
-        select(*columns).where(Message.id.in_(ids))
-        .order_by(Message.created_at.desc(), Message.id.desc())).all()
+def _page_rows(search: Search, plan: str, limit: int, keyset=None, newest_first=True,
+               columns=None) -> list:
+    """The listed columns of one page of matches, newest first, in one statement."""
+    columns = tuple(columns or LIST_COLUMNS)
+    if plan == "term" or not newest_first:
+        ids = _page_ids(search, plan, limit, keyset, newest_first).scalar_subquery()
+        query = select(*columns).where(Message.id.in_(ids))
+    else:
+        query = _matching(search, plan, keyset).with_only_columns(*columns).limit(limit)
+    query = query.order_by(Message.created_at.desc(), Message.id.desc())
+    return db.session.execute(query).all()
 
 
 def run(search: Search, page_size: int = PAGE_SIZE) -> Page:
@@ -339,22 +342,20 @@ def run(search: Search, page_size: int = PAGE_SIZE) -> Page:
         keyset = (search.before, True)
     elif going_back:
         keyset = (search.after, False)
-    keys = _page_ids(search, plan, page_size + 1, keyset, newest_first=not going_back)
-    more = len(keys) > page_size
-    keys = keys[:page_size]
-    rows = _rows([k.id for k in keys])
+    rows = _page_rows(search, plan, page_size + 1, keyset, newest_first=not going_back)
+    more = len(rows) > page_size
+    rows = rows[1:] if going_back and more else rows[:page_size]
     has_older = more if not going_back else True
     has_newer = (search.before is not None) if not going_back else more
-    if plan == "time" and found is not None and not _has_other_filters(search):
-        count = found  # the probe already saw more than TERM_CAP matches
-    elif plan == "term" and found is not None and not _has_other_filters(search):
-        count = found
+    if found is not None and not _has_other_filters(search):
+        count = found  # the probe counted exactly these matches (capped)
     else:
         count = _capped_count(_matching(search, plan), COUNT_CAP)
     customers, resent_ids = {}, set()
     if rows:
-        customers = {c.id: c for c in db.session.scalars(
-            select(Customer).where(Customer.id.in_({m.customer_id for m in rows})))}
+        customers = {c.id: c for c in db.session.execute(
+            select(Customer.id, Customer.code, Customer.name)
+            .where(Customer.id.in_({m.customer_id for m in rows})))}
         resent_ids = set(db.session.scalars(select(Message.resend_of_id).where(
             Message.resend_of_id.in_([m.id for m in rows])).distinct()))
     return Page(
@@ -376,12 +377,15 @@ def iter_matches(search: Search, limit: int | None = None, batch: int = 500,
         size = batch if limit is None else min(batch, limit - seen)
         if size <= 0:
             return
-        keys = _page_ids(search, plan, size, keyset)
-        yield from _rows([k.id for k in keys], columns)
-        seen += len(keys)
-        if len(keys) < size:
+        columns = tuple(columns)
+        if Message.id not in columns or Message.created_at not in columns:
+            columns += (Message.id, Message.created_at)
+        rows = _page_rows(search, plan, size, keyset, columns=columns)
+        yield from rows
+        seen += len(rows)
+        if len(rows) < size:
             return
-        keyset = ((keys[-1].created_at, keys[-1].id), True)
+        keyset = ((rows[-1].created_at, rows[-1].id), True)
 
 
 def count(search: Search, cap: int = COUNT_CAP) -> int:
@@ -391,6 +395,7 @@ def count(search: Search, cap: int = COUNT_CAP) -> int:
     return _capped_count(_matching(search, plan), cap)
 
 
-def customer_choices() -> list[Customer]:
-    """Customers for the filter, by code."""
-    return list(db.session.scalars(select(Customer).order_by(Customer.code)))
+def customer_choices() -> list:
+    """Customers for the filter, by code: (id, code, name) rows."""
+    return db.session.execute(
+        select(Customer.id, Customer.code, Customer.name).order_by(Customer.code)).all()
