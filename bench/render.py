@@ -19,7 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dashboard.notifications import CATALOG, LANGUAGES, default_source, known_variables  # noqa: E402
+from dashboard.notifications import (CATALOG, LANGUAGES, default_source,  # noqa: E402
+                                     known_variables)
 from dashboard.services import render  # noqa: E402
 
 

@@ -67,6 +67,7 @@ class Rendered:
 
 
 def _too_big(value) -> bool:
+    """True for an integer too large to be a sane width or count."""
     return isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_WIDTH
 
 
@@ -77,19 +78,23 @@ class _BoundedEnvironment(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset(["*", "**", "%"])
 
     def _check_budget(self) -> None:
+        """Refuse to go on once the render's deadline has passed."""
         deadline = getattr(self._local, "deadline", None)
         if deadline is not None and time.monotonic() > deadline:
             raise SecurityError("the template took too long to render")
 
     def getattr(self, obj, attribute):
+        """Attribute access, within the time budget."""
         self._check_budget()
         return super().getattr(obj, attribute)
 
     def getitem(self, obj, argument):
+        """Item access, within the time budget."""
         self._check_budget()
         return super().getitem(obj, argument)
 
     def call(self, __context, __obj, *args, **kwargs):
+        """Calls, within the time budget and refusing outsized numbers and format widths."""
         self._check_budget()
         if any(isinstance(a, int) and abs(a) > MAX_OUTPUT_CHARS
                for a in (*args, *kwargs.values())):
@@ -101,6 +106,7 @@ class _BoundedEnvironment(ImmutableSandboxedEnvironment):
         return super().call(__context, __obj, *args, **kwargs)
 
     def call_binop(self, context, operator, left, right):
+        """*, ** and % with their results' size checked before they are built."""
         self._check_budget()
         if operator == "**":
             if isinstance(right, int | float) and abs(right) > 64:
@@ -121,6 +127,7 @@ def _checked(filter_, *width_args):
     """A string filter refusing outsized widths or results (its positional args are checked)."""
 
     def wrapper(*args, **kwargs):
+        """The filter, after its numeric arguments are checked."""
         if any(_too_big(a) for a in (*args[1:], *kwargs.values())):
             raise SecurityError(f"a number given to the {filter_.__name__[3:]} filter is too large")
         return filter_(*args, **kwargs)
@@ -130,12 +137,14 @@ def _checked(filter_, *width_args):
 
 
 def _safe_format(value, *args, **kwargs):
+    """The `format` filter, refusing %-format widths that would eat memory."""
     if isinstance(value, str) and _PERCENT_WIDTH_RE.search(value):
         raise SecurityError("format widths in the template are too large")
     return do_format(value, *args, **kwargs)
 
 
 def _safe_replace(eval_ctx, s, old, new, count=None):
+    """The `replace` filter, refusing results over the output cap."""
     text, old_s, new_s = str(s), str(old), str(new)
     hits = text.count(old_s) if old_s else len(text) + 1
     if len(text) + hits * max(len(new_s) - len(old_s), 0) > MAX_OUTPUT_CHARS:
@@ -153,6 +162,7 @@ def _shared_templates() -> dict[str, str]:
 
 
 def _environment(autoescape: bool) -> _BoundedEnvironment:
+    """A bounded sandbox; the HTML one (autoescaped) can load the shared layout."""
     env = _BoundedEnvironment(
         autoescape=autoescape, undefined=StrictUndefined,
         loader=DictLoader(_shared_templates()) if autoescape else None,
@@ -170,11 +180,13 @@ _text_config = ParserConfig(display_links=True)
 
 
 def _env(kind: str) -> _BoundedEnvironment:
+    """The environment of a part kind: html or text (subject and text)."""
     return _html_env if kind == "html" else _text_env
 
 
 @lru_cache(maxsize=512)
 def _compile(kind: str, source: str):
+    """Compile once per distinct source (previews re-render the same text often)."""
     return _env(kind).from_string(source)
 
 
@@ -192,6 +204,7 @@ class _Watchdog:
     """Interrupts the current thread with RenderTimeout when rendering runs out of time."""
 
     def __init__(self, seconds: float):
+        """Arm (not start) a watchdog for the current thread."""
         self.thread_id = threading.get_ident()
         self.lock = threading.Lock()
         self.done = False
@@ -200,6 +213,7 @@ class _Watchdog:
         self.timer.daemon = True
 
     def _fire(self) -> None:
+        """Timer thread: interrupt the rendering thread unless it already finished."""
         with self.lock:
             if not self.done:
                 self.fired = True
@@ -207,10 +221,12 @@ class _Watchdog:
                     ctypes.c_ulong(self.thread_id), ctypes.py_object(RenderTimeout))
 
     def __enter__(self):
+        """Start the timer."""
         self.timer.start()
         return self
 
     def __exit__(self, *exc_info):
+        """Stop the timer and drop an interrupt that was not delivered yet."""
         with self.lock:
             self.done = True
         self.timer.cancel()
@@ -220,12 +236,14 @@ class _Watchdog:
 
 
 def _check_size(source: str, part: str) -> None:
+    """Refuse a part over the template size cap."""
     if len(source.encode("utf-8")) > MAX_TEMPLATE_BYTES:
         raise RenderError(f"the {part} is larger than {MAX_TEMPLATE_BYTES // 1024} KB",
                           part=part)
 
 
 def _syntax_error(exc: TemplateSyntaxError, part: str) -> RenderError:
+    """A Jinja syntax error as a RenderError with its line."""
     return RenderError(f"syntax error in the {part}, line {exc.lineno}: {exc.message}",
                        line=exc.lineno, part=part)
 

@@ -107,6 +107,7 @@ def clean_source(subject: str | None, html: str | None, text: str | None) -> dic
     """Normalise the editor's fields: CRLF to LF, the subject trimmed, an empty text is None."""
 
     def norm(value: str | None) -> str:
+        """Unix line ends."""
         return (value or "").replace("\r\n", "\n").replace("\r", "\n")
 
     return {"subject": norm(subject).strip(), "html": norm(html),
@@ -162,12 +163,14 @@ def preview(event: str, source: dict, data: dict) -> Preview:
 
 
 def _next_number(template: Template) -> int:
+    """The number the next version of this template gets."""
     numbers = [v.number for v in template.versions]
     return max(numbers, default=0) + 1
 
 
 def _add_version(template: Template, source: dict, actor: User | None,
                  note: str | None) -> TemplateVersion:
+    """Append a version with the next number and make it the one in use."""
     version = TemplateVersion(template=template, number=_next_number(template),
                               subject=source["subject"], html=source["html"],
                               text=source.get("text") or None, note=note,
@@ -231,6 +234,7 @@ def restore(version: TemplateVersion, actor: User | None) -> TemplateVersion:
 
 
 def _state(template: Template) -> dict:
+    """What the audit log records of a template: active, and the version in use."""
     current = template.current_version
     return {"active": bool(template.active),
             "version": current.number if current is not None else None}
@@ -311,6 +315,7 @@ def send_test(customer: Customer, event: str, language: str, source: dict, data:
 
 
 def _same_as_default(source: dict, event: str, language: str) -> bool:
+    """True when the source is exactly the shipped default."""
     default = default_source(event, language)
     return (source["subject"] == default["subject"] and source["html"] == default["html"]
             and (source.get("text") or None) == (default["text"] or None))

@@ -56,7 +56,7 @@ def test_editor_shows_the_default_its_variables_and_a_rendered_preview(admin_cli
 
 
 def test_preview_answers_a_partial_to_htmx_and_a_full_page_otherwise(admin_client, make_customer):
-    """htmx gets just the preview fragment (with field errors out of band); a plain POST the page."""
+    """htmx gets the preview fragment (field errors out of band); a plain POST the page."""
     customer, _ = make_customer()
     partial = admin_client.post(editor_url(customer, suffix="/preview"), data=form(), headers=HX)
     body = partial.get_data(as_text=True)

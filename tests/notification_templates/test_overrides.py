@@ -99,7 +99,8 @@ def test_reset_goes_back_to_the_default_and_keeps_the_history(app, make_customer
     assert service.reset(customer, "order_closed", "it", admin) is False
     rendered = render.render_notification(customer, "order_closed", "it", SAMPLE)
     assert rendered.source == "default" and rendered.template_version_id is None
-    assert service.save(customer, "order_closed", "it", override(subject="Again"), admin).number == 2
+    again = service.save(customer, "order_closed", "it", override(subject="Again"), admin)
+    assert again.number == 2
     assert render.render_notification(customer, "order_closed", "it", SAMPLE).subject == "Again"
 
 
