@@ -518,13 +518,15 @@ class Alert(db.Model):
 class MessageRollup(db.Model):
     """Messages per closed UTC day, customer and status: the Home chart's history, kept small.
 
-    Rows are rebuilt from `message` by services.overview; customer_id 0 with status '*' marks
-    a day as computed (so an empty day is not recomputed on every visit).
+    Rows are rebuilt from `message` by services.overview; customer_id -1 sums every customer
+    (the chart), customer_id 0 with status '*' marks a day as computed (so an empty day is not
+    recomputed on every visit).
     """
 
     __tablename__ = "message_rollup"
     __table_args__ = (
         UniqueConstraint("day", "customer_id", "status", name="uq_message_rollup_day"),
+        Index("ix_message_rollup_status_day", "status", "day"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

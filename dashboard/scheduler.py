@@ -24,6 +24,8 @@ def job_definitions(app: Flask) -> list[dict]:
          "hour": 3, "minute": 15},
         {"id": "health_check", "func": "dashboard.scheduler:run_health_check",
          "trigger": "interval", "seconds": 60},
+        {"id": "overview_rollup", "func": "dashboard.scheduler:run_overview_rollup",
+         "trigger": "interval", "minutes": 10},
     ]
 
 
@@ -61,6 +63,15 @@ def run_health_check() -> None:
     with _app.app_context():
         with jobs.recorded("health_check") as run:
             run.counts = health.check()
+
+
+def run_overview_rollup() -> None:
+    """Job: count closed days into the Home rollup, so no visit pays for it."""
+    from .services import jobs, overview
+
+    with _app.app_context():
+        with jobs.recorded("overview_rollup") as run:
+            run.counts = {"days": overview.refresh()}
 
 
 def run_now(app: Flask, job_id: str) -> None:

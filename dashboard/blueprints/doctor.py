@@ -45,7 +45,8 @@ def _context(query: dict, errors: dict | None = None, lift_errors: dict | None =
     status = 422 if (errors or lift_errors or problem) else 200
     return {"query": query, "errors": errors, "diagnosis": diagnosis, "customers": all_customers,
             "lift_errors": lift_errors or {}, "notice": notice, "problem": problem,
-            "message_url": lambda m: doctor.url_or_none("log.message", public_id=m.public_id)}, status
+            "message_url": lambda m: doctor.url_or_none("log.message",
+                                                        public_id=m.public_id)}, status
 
 
 def _answer(query: dict, notice: str | None = None, lift_errors: dict | None = None,

@@ -243,10 +243,11 @@ def _spam_verdict(found: list[Message]) -> Verdict:
                        _("No message was accepted by the recipient's server, so spam "
                          "filtering cannot be the cause."))
     customer = accepted.customer
+    # not nested in the call below: pybabel does not extract a gettext inside another one
+    server = (_("customer's own SMTP server") if accepted.transport == "customer_smtp"
+              else _("recipient's server"))
     evidence = [_("Accepted at %(when)s by the %(server)s with %(answer)s.",
-                  when=_when(accepted.sent_at),
-                  server=(_("customer's own SMTP server") if accepted.transport == "customer_smtp"
-                          else _("recipient's server")),
+                  when=_when(accepted.sent_at), server=server,
                   answer=_answer(accepted.last_smtp_code, accepted.last_smtp_text))]
     if accepted.delivered_at:
         evidence.append(_("Delivery confirmed by the recipient's server at %(when)s.",
@@ -358,6 +359,17 @@ def _reason(entry: Suppression) -> str:
     return labels.get(entry.reason, entry.reason)
 
 
+def _suggested_customer(entry: Suppression, found: list[Message]) -> Customer | None:
+    """Who most likely asks for the lift: the entry's own customer, else the latest sender."""
+    if entry.customer is not None:
+        return entry.customer
+    sender = next((m.customer for m in found if m.recipient == entry.address), None)
+    if sender is not None:
+        return sender
+    suggest = getattr(suppressions, "suggested_customer", None)
+    return suggest(entry) if suggest is not None else None
+
+
 def _suppression_verdict(addresses: list[str], entries: list[Suppression],
                          customer: Customer | None, found: list[Message],
                          now: datetime) -> Verdict:
@@ -386,7 +398,8 @@ def _suppression_verdict(addresses: list[str], entries: list[Suppression],
                  address=entry.address, scope=scope, when=_when(entry.created_at),
                  reason=_reason(entry))
         if entry.smtp_code or entry.diagnostic:
-            line += f" ({_answer(None, ' '.join(filter(None, [entry.smtp_code, entry.diagnostic])))})"
+            answer = " ".join(filter(None, [entry.smtp_code, entry.diagnostic]))
+            line += f" ({_answer(None, answer)})"
         if entry.expires_at:
             line += " " + _("until %(when)s", when=_when(entry.expires_at))
         evidence.append(line + ".")
@@ -397,12 +410,12 @@ def _suppression_verdict(addresses: list[str], entries: list[Suppression],
                               "by the time spent.", address=entry.address,
                               when=_when(previous.removed_at),
                               days=int(settings.get("billing_window_days"))))
+        requester = customer or _suggested_customer(entry, found)
         actions.append(Action(
             "lift", _("Lift %(address)s", address=entry.address), url_or_none("doctor.lift"),
-            roles=("admin",) if entry.reason == "complaint" else ("support",), values={"suppression_id": entry.id,
-                                        "billable": previous is not None,
-                                        "customer": customer.code if customer else
-                                        (entry.customer.code if entry.customer else "")},
+            roles=("admin",) if entry.reason == "complaint" else ("support",),
+            values={"suppression_id": entry.id, "billable": previous is not None,
+                    "customer": requester.code if requester else ""},
             confirm=_("Lift %(address)s from the suppression list?", address=entry.address),
         ))
         link = url_or_none("suppressions.index", q=entry.address)
@@ -450,8 +463,9 @@ def _temporary_verdict(found: list[Message]) -> Verdict:
             _("The mail service could not deliver the message. Once the cause is fixed, resend "
               "it: a new message is sent, the original stays as it was."),
             evidence=evidence, messages=failed + deferred,
-            actions=[Action("resend", _("Resend %(id)s", id=m.public_id), url_or_none("doctor.resend"),
-                            roles=("support",), values={"public_id": m.public_id},
+            actions=[Action("resend", _("Resend %(id)s", id=m.public_id),
+                            url_or_none("doctor.resend"), roles=("support",),
+                            values={"public_id": m.public_id},
                             confirm=_("Send this notification again to %(to)s?", to=m.recipient))
                      for m in failed[:5]],
         )

@@ -46,6 +46,7 @@ SERIES_COLOURS = {
 }
 FAILURE_STATUSES = ("failed", "bounced")
 DAY_MARK = "*"  # rollup row marking a day as computed
+ALL_CUSTOMERS = -1  # rollup rows summing every customer (what the chart reads)
 SETTLE = timedelta(days=3)
 RECOUNT_EVERY = timedelta(minutes=15)
 TOP_CUSTOMERS = 5
@@ -141,14 +142,28 @@ def _bucket_expression(unit: str):
 
 
 def count_live(since: datetime, unit: str, until: datetime | None = None) -> dict:
-    """{(bucket, customer_id, status): n} counted from `message` for created_at >= since."""
+    """{(bucket, status): n} counted from `message` for since <= created_at (< until).
+
+    The status IN-list lets both databases read ix_message_status_created alone
+    (status, created_at): an index-only range scan per status, no table rows.
+    """
     bucket = _bucket_expression(unit).label("bucket")
-    query = (select(bucket, Message.customer_id, Message.status, func.count())
-             .where(Message.created_at >= since))
+    query = (select(bucket, Message.status, func.count())
+             .where(Message.status.in_(STATUSES), Message.created_at >= since))
     if until is not None:
         query = query.where(Message.created_at < until)
-    query = query.group_by(bucket, Message.customer_id, Message.status)
-    return {(b, c, s): n for b, c, s, n in db.session.execute(query)}
+    query = query.group_by(bucket, Message.status)
+    return {(b, s): n for b, s, n in db.session.execute(query)}
+
+
+def _count_customers(since: datetime, until: datetime | None, statuses) -> dict:
+    """{(customer_id, status): n} from `message` for some statuses since a time."""
+    query = (select(Message.customer_id, Message.status, func.count())
+             .where(Message.status.in_(statuses), Message.created_at >= since))
+    if until is not None:
+        query = query.where(Message.created_at < until)
+    query = query.group_by(Message.customer_id, Message.status)
+    return {(c, s): n for c, s, n in db.session.execute(query)}
 
 
 def _day(value: datetime) -> str:
@@ -159,28 +174,29 @@ def _midnight(value: datetime) -> datetime:
     return value.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def rollup_days(first: datetime, last: datetime, now: datetime | None = None) -> dict:
-    """{(day, customer_id, status): n} for closed days first..last (midnights), kept fresh."""
-    now = now or utcnow()
-    days = []
-    day = first
+def _days(first: datetime, last: datetime) -> list[datetime]:
+    days, day = [], first
     while day <= last:
         days.append(day)
         day += timedelta(days=1)
+    return days
+
+
+def refresh_rollup(first: datetime, last: datetime, now: datetime | None = None) -> int:
+    """Count into the rollup the closed days first..last (midnights) that are missing or
+    stale; returns how many days were counted. Cheap when everything is fresh."""
+    now = now or utcnow()
+    days = _days(first, last)
     if not days:
-        return {}
-    keys = [_day(d) for d in days]
-    rows = db.session.execute(
-        select(MessageRollup.day, MessageRollup.customer_id, MessageRollup.status,
-               MessageRollup.count, MessageRollup.computed_at)
-        .where(MessageRollup.day.in_(keys))).all()
-    marks = {r.day: r.computed_at for r in rows if r.status == DAY_MARK}
+        return 0
+    marks = dict(db.session.execute(
+        select(MessageRollup.day, MessageRollup.computed_at)
+        .where(MessageRollup.status == DAY_MARK,
+               MessageRollup.day.in_([_day(d) for d in days]))).all())
     stale = [d for d in days if _needs_count(d, marks.get(_day(d)), now)]
-    result = {(r.day, r.customer_id, r.status): r.count for r in rows
-              if r.status != DAY_MARK and r.day not in {_day(d) for d in stale}}
     if stale:
-        result.update(_recount(stale, now))
-    return result
+        _recount(stale, now)
+    return len(stale)
 
 
 def _needs_count(day: datetime, computed_at: datetime | None, now: datetime) -> bool:
@@ -191,40 +207,108 @@ def _needs_count(day: datetime, computed_at: datetime | None, now: datetime) -> 
     return computed_at < settled and computed_at < now - RECOUNT_EVERY
 
 
-def _recount(days: list[datetime], now: datetime) -> dict:
+def _recount(days: list[datetime], now: datetime) -> None:
     """Count the given closed days from `message` and store them in the rollup."""
-    counted = count_live(min(days), "day", max(days) + timedelta(days=1))
     wanted = {_day(d) for d in days}
-    counted = {k: n for k, n in counted.items() if k[0] in wanted}
+    bucket = _bucket_expression("day").label("bucket")
+    rows = db.session.execute(
+        select(bucket, Message.customer_id, Message.status, func.count())
+        .where(Message.created_at >= min(days),
+               Message.created_at < max(days) + timedelta(days=1))
+        .group_by(bucket, Message.customer_id, Message.status)).all()
     try:
         db.session.execute(delete(MessageRollup).where(MessageRollup.day.in_(sorted(wanted))))
+        everyone: dict[tuple[str, str], int] = defaultdict(int)
+        for d, _c, s, n in rows:
+            everyone[(d, s)] += n
         db.session.execute(MessageRollup.__table__.insert(), [
             {"day": d, "customer_id": c, "status": s, "count": n, "computed_at": now}
-            for (d, c, s), n in counted.items()
+            for d, c, s, n in rows if d in wanted
+        ] + [{"day": d, "customer_id": ALL_CUSTOMERS, "status": s, "count": n,
+              "computed_at": now} for (d, s), n in everyone.items() if d in wanted
         ] + [{"day": d, "customer_id": 0, "status": DAY_MARK, "count": 0, "computed_at": now}
              for d in sorted(wanted)])
         db.session.commit()
     except IntegrityError:
         db.session.rollback()  # another process counted the same days meanwhile: same result
-    return counted
 
 
-def _counts(period: str, now: datetime) -> tuple[str, datetime, list[str], dict]:
-    """(unit, since, bucket keys, {(bucket, customer_id, status): n}) for a period."""
+def refresh(now: datetime | None = None) -> int:
+    """Keep the rollup of the longest period fresh (scheduled job); returns days counted."""
+    now = now or utcnow()
+    today = _midnight(now)
+    _label, _unit, size = PERIODS["30d"]
+    return refresh_rollup(today - timedelta(days=size - 1), today - timedelta(days=1), now)
+
+
+def _rollup_sum(first: datetime, last: datetime, by, where=()) -> dict:
+    """Sum rollup counts of days first..last grouped by `by` columns (marks excluded)."""
+    days = [_day(d) for d in _days(first, last)]
+    if not days:
+        return {}
+    query = (select(*by, func.sum(MessageRollup.count))
+             .where(MessageRollup.day.in_(days), MessageRollup.status != DAY_MARK, *where)
+             .group_by(*by))
+    return {tuple(row[:-1]): int(row[-1] or 0) for row in db.session.execute(query)}
+
+
+def _window(period: str, now: datetime) -> tuple[str, datetime, list[str], datetime,
+                                                 datetime | None]:
+    """(unit, since, bucket keys, live_from, last rollup day or None) for a period."""
     _label, unit, size = PERIODS[period]
     if unit == "hour":
         top = now.replace(minute=0, second=0, microsecond=0)
         since = top - timedelta(hours=size - 1)
         keys = [(since + timedelta(hours=i)).strftime("%Y-%m-%d %H:00") for i in range(size)]
-        return unit, since, keys, count_live(since, "hour")
+        return unit, since, keys, since, None
     today = _midnight(now)
     since = today - timedelta(days=size - 1)
-    live_from = max(since, today - timedelta(days=1))
-    counts = count_live(live_from, "day")
-    if since < live_from:
-        counts.update(rollup_days(since, live_from - timedelta(days=1), now))
     keys = [_day(since + timedelta(days=i)) for i in range(size)]
+    return unit, since, keys, today, (today - timedelta(days=1) if since < today else None)
+
+
+def _counts(period: str, now: datetime) -> tuple[str, datetime, list[str], dict]:
+    """(unit, since, bucket keys, {(bucket, status): n}): closed days from the rollup,
+    today (or the last 24 hours) counted live."""
+    unit, since, keys, live_from, last_closed = _window(period, now)
+    counts = count_live(live_from, unit)
+    if last_closed is not None:
+        refresh_rollup(since, last_closed, now)
+        for (day, status), n in _rollup_sum(
+                since, last_closed, (MessageRollup.day, MessageRollup.status),
+                (MessageRollup.customer_id == ALL_CUSTOMERS,)).items():
+            counts[(day, status)] = counts.get((day, status), 0) + n
     return unit, since, keys, counts
+
+
+def _top_failures(period: str, now: datetime) -> list[CustomerFailures]:
+    """The customers with most failed or bounced messages in the period, with their totals."""
+    _unit, since, _keys, live_from, last_closed = _window(period, now)
+    failures: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    parts = [_count_customers(live_from, None, FAILURE_STATUSES)]
+    if last_closed is not None:
+        parts.append(_rollup_sum(since, last_closed,
+                                 (MessageRollup.customer_id, MessageRollup.status),
+                                 (MessageRollup.status.in_(FAILURE_STATUSES),
+                                  MessageRollup.customer_id != ALL_CUSTOMERS)))
+    for part in parts:
+        for (customer_id, status), n in part.items():
+            failures[customer_id][status] += n
+    ranked = sorted(failures, key=lambda cid: (-sum(failures[cid].values()), cid))
+    ranked = ranked[:TOP_CUSTOMERS]
+    if not ranked:
+        return []
+    totals: dict[int, int] = dict(db.session.execute(
+        select(Message.customer_id, func.count())
+        .where(Message.customer_id.in_(ranked), Message.created_at >= live_from)
+        .group_by(Message.customer_id)).all())
+    if last_closed is not None:
+        for (customer_id,), n in _rollup_sum(since, last_closed, (MessageRollup.customer_id,),
+                                             (MessageRollup.customer_id.in_(ranked),)).items():
+            totals[customer_id] = totals.get(customer_id, 0) + n
+    names = {c.id: c for c in db.session.scalars(select(Customer).where(Customer.id.in_(ranked)))}
+    return [CustomerFailures(names[cid], failures[cid]["failed"], failures[cid]["bounced"],
+                             totals.get(cid, 0)) for cid in ranked if cid in names]
 
 
 def queue_depth(now: datetime | None = None) -> Queue:
@@ -263,22 +347,13 @@ def overview(period: str | None = None, now: datetime | None = None,
     series_of = {status: name for name, statuses in SERIES.items() for status in statuses}
     per_bucket: dict[str, dict[str, int]] = {k: dict.fromkeys(SERIES, 0) for k in keys}
     totals: dict[str, int] = dict.fromkeys(STATUSES, 0)
-    per_customer: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for (bucket, customer_id, status), n in counts.items():
+    for (bucket, status), n in counts.items():
         if bucket not in per_bucket:
             continue
         totals[status] = totals.get(status, 0) + n
         if status in series_of:
             per_bucket[bucket][series_of[status]] += n
-        per_customer[customer_id][status] += n
-        per_customer[customer_id]["*"] += n
-    ranked = sorted(((sum(c[s] for s in FAILURE_STATUSES), cid) for cid, c in per_customer.items()
-                     if any(c[s] for s in FAILURE_STATUSES)), key=lambda t: (-t[0], t[1]))
-    ranked = ranked[:TOP_CUSTOMERS]
-    names = {c.id: c for c in db.session.scalars(
-        select(Customer).where(Customer.id.in_([cid for _, cid in ranked])))} if ranked else {}
-    top = [CustomerFailures(names[cid], per_customer[cid]["failed"], per_customer[cid]["bounced"],
-                            per_customer[cid]["*"]) for _, cid in ranked if cid in names]
+    top = _top_failures(period, now)
     age, state = heartbeat()
     banners = []
     if with_banners and has_request_context():  # banners carry URLs: web only

@@ -83,6 +83,9 @@ def upgrade():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_message_rollup')),
     sa.UniqueConstraint('day', 'customer_id', 'status', name='uq_message_rollup_day')
     )
+    with op.batch_alter_table('message_rollup', schema=None) as batch_op:
+        batch_op.create_index('ix_message_rollup_status_day', ['status', 'day'], unique=False)
+
     op.create_table('alert',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('cause', sa.String(length=80), nullable=False),
@@ -449,6 +452,9 @@ def downgrade():
         batch_op.drop_index('ix_alert_cause_cleared')
 
     op.drop_table('alert')
+    with op.batch_alter_table('message_rollup', schema=None) as batch_op:
+        batch_op.drop_index('ix_message_rollup_status_day')
+
     op.drop_table('message_rollup')
     op.drop_table('user')
     with op.batch_alter_table('login_attempt', schema=None) as batch_op:

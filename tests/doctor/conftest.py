@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import pytest
 
+from dashboard.extensions import db
+from dashboard.models import Message
 from dashboard.services import messages
 from dashboard.services.sweep import sweep
 
 ORDER_DATA = {"order_number": "ORD-7", "order_date": "1/3/2026", "total": "€ 120",
-              "customer_name": "Bar Roma", "agent_name": "Marco", "link": "https://x.example.com/o/7"}
+              "customer_name": "Bar Roma", "agent_name": "Marco",
+              "link": "https://x.example.com/o/7"}
 
 
 @pytest.fixture
@@ -20,6 +23,8 @@ def notify(app):
                                      language="it", data=data)
         if sweep_now:
             sweep()
+            # the sweep works on detached copies: read the message as it is now
+            message = db.session.get(Message, message.id)
         return message
 
     return _notify

@@ -134,7 +134,7 @@ def test_a_hard_bounce_is_cause_c_with_reason_since_and_lift(app, fault_relay, m
     assert any("hard bounce" in line and "550" in line for line in verdict.evidence)
     [lift] = [a for a in verdict.actions if a.kind == "lift"]
     assert lift.roles == ("support",) and lift.values["billable"] is False
-    assert lift.values["customer"] == ""
+    assert lift.values["customer"] == customer.code  # the sender, pre-selected
     # the failed send itself is cause (d), resendable once the address is lifted
     assert result.verdict("temporary").colour == "red"
     assert result.primary.cause == "suppression"
@@ -231,6 +231,7 @@ def test_a_message_failed_after_retries_is_cause_d_with_resend(app, fault_relay,
     message.next_attempt_at = utcnow()
     db.session.commit()
     sweep()
+    message = db.session.get(Message, message.id)
     assert message.status == "failed" and "retries exhausted" in message.status_reason
     verdict = doctor.diagnose("busy@example.com").verdict("temporary")
     assert verdict.colour == "red"

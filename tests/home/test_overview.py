@@ -83,7 +83,7 @@ def test_closed_days_are_kept_in_the_rollup_and_recounted_later(app, make_custom
     day = (utcnow() - timedelta(days=2)).strftime("%Y-%m-%d")
     stored = {(r.customer_id, r.status): r.count for r in db.session.scalars(
         db.select(MessageRollup).where(MessageRollup.day == day))}
-    assert stored == {(customer.id, "queued"): 2, (0, "*"): 0}
+    assert stored == {(customer.id, "queued"): 2, (-1, "queued"): 2, (0, "*"): 0}
     assert first.totals["queued"] == 2
     old[0].status = "failed"
     db.session.commit()
@@ -105,7 +105,7 @@ def test_an_empty_closed_day_is_marked_and_not_recounted(app):
     overview.overview("30d")
     marks = db.session.scalar(db.select(db.func.count(MessageRollup.id))
                               .where(MessageRollup.status == "*"))
-    assert marks == 28  # 30 days less today and yesterday, counted live
+    assert marks == 29  # 30 days less today, counted live
 
 
 def test_top_customers_are_ranked_by_failures(app, fault_server, make_customer):
@@ -115,9 +115,9 @@ def test_top_customers_are_ranked_by_failures(app, fault_server, make_customer):
     enqueue(quiet, "a@example.com", "gone@example.com")
     enqueue(noisy, "gone2@example.com", "busy@example.com")
     sweep()
-    bounced = enqueue(noisy, "b@example.com")
+    [bounced] = enqueue(noisy, "b@example.com")
     sweep()
-    bounced[0].status = "bounced"
+    db.session.get(Message, bounced.id).status = "bounced"  # the sweep detached its copy
     db.session.commit()
     top = overview.overview("24h").top_failures
     assert [(r.customer.name, r.failed, r.bounced, r.total) for r in top] == [
@@ -173,11 +173,31 @@ def test_the_chart_stacks_series_and_scales_to_the_peak(app, relay, make_custome
 def test_opened_messages_count_as_delivered_in_the_chart(app, relay, make_customer):
     """Delivered and opened share one series; the totals keep them apart."""
     customer, _ = make_customer()
-    sent = enqueue(customer, "a@example.com", "b@example.com")
+    first, second = enqueue(customer, "a@example.com", "b@example.com")
     sweep()
-    sent[0].status, sent[1].status = "opened", "delivered"
+    db.session.get(Message, first.id).status = "opened"  # the sweep detached its copies
+    db.session.get(Message, second.id).status = "delivered"
     db.session.commit()
     data = overview.overview("7d")
     assert sum(b.counts["delivered"] for b in data.buckets) == 2
     assert data.totals["opened"] == 1 and data.totals["delivered"] == 1
     assert db.session.scalar(db.select(db.func.count(Message.id))) == 2
+
+
+def test_the_scheduled_refresh_counts_closed_days_once(app, make_customer):
+    """The rollup job counts the 29 closed days, then nothing until they go stale."""
+    customer, _ = make_customer()
+    age(enqueue(customer, "a@example.com"), days=10)
+    assert overview.refresh() == 29
+    assert overview.refresh() == 0
+    day = (utcnow() - timedelta(days=10)).strftime("%Y-%m-%d")
+    assert db.session.scalar(db.select(MessageRollup.count).where(
+        MessageRollup.day == day, MessageRollup.customer_id == -1)) == 1
+
+
+def test_the_rollup_job_is_scheduled(app):
+    """The worker refreshes the rollup every 10 minutes."""
+    from dashboard.scheduler import job_definitions
+
+    [job] = [j for j in job_definitions(app) if j["id"] == "overview_rollup"]
+    assert job["func"] == "dashboard.scheduler:run_overview_rollup" and job["minutes"] == 10
