@@ -6,11 +6,13 @@ an unmarked view is refused (deny by default), so a forgotten decorator cannot o
 from __future__ import annotations
 
 from functools import wraps
+from urllib.parse import urlsplit
 
 from flask import Flask, abort, current_app, g, request
-from flask_login import current_user
+from flask_login import current_user, login_url
 
 from .extensions import db, login_manager
+from .htmx import client_redirect
 from .models import ROLES, User
 
 
@@ -51,6 +53,14 @@ def view_access(view) -> tuple[str, frozenset[str]]:
     return "none", frozenset()
 
 
+def _htmx_page() -> str | None:
+    """The local path of the page an htmx request came from (to return to after login)."""
+    parts = urlsplit(request.headers.get("HX-Current-URL", ""))
+    if parts.netloc and parts.netloc != request.host:
+        return None
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
 def _check_access():
     """Before every request: enforce the view's declared access."""
     if request.endpoint is None:
@@ -62,6 +72,9 @@ def _check_access():
     if kind in ("public", "api"):
         return None
     if not current_user.is_authenticated:
+        if request.headers.get("HX-Request"):
+            # a redirect would swap the login page into the fragment: send the whole tab there
+            return client_redirect(login_url(login_manager.login_view, _htmx_page()))
         return login_manager.unauthorized()
     if kind == "none" or current_user.role not in allowed:
         g.required_roles = sorted(allowed - {"admin"}) or ["admin"]

@@ -82,6 +82,11 @@ class Client(FlaskClient):
     per-request cache would otherwise leak one client's user into another client's request.
     """
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The suite reads English; tests of the Italian UI ask for it (header or user language).
+        self.environ_base.setdefault("HTTP_ACCEPT_LANGUAGE", "en")
+
     def open(self, *args, **kwargs):
         g.pop("_login_user", None)
         g.pop("_flask_babel", None)  # and the locale Flask-Babel cached for that user

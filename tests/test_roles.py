@@ -113,6 +113,22 @@ def test_anonymous_visitors_are_sent_to_login_from_every_staff_view(app):
     assert wrong == []
 
 
+def test_anonymous_htmx_requests_send_the_whole_tab_to_login(app):
+    """A fragment request after the session ended redirects the tab (HX-Redirect), never
+    swapping the login page into a fragment; `next` is the page the user was on."""
+    wrong = []
+    for rule, method, kind, _ in view_rules(app):
+        if kind != "roles":
+            continue
+        path = dummy_path(app, rule, method)
+        response = request_as(app, None, method, path, headers={
+            "HX-Request": "true", "HX-Current-URL": "http://localhost/log/?q=ORD-1"})
+        target = response.headers.get("HX-Redirect", "")
+        if response.status_code >= 300 or target != "/login?next=%2Flog%2F%3Fq%3DORD-1":
+            wrong.append(f"{method} {path}: {response.status_code} {target}")
+    assert wrong == []
+
+
 def test_a_role_not_allowed_gets_403_naming_the_required_role(app, role_cookies):
     """Every roles-view refuses the other roles with a 403 page that says which role is needed."""
     wrong = []
