@@ -9,6 +9,7 @@ import secrets
 from email.header import Header
 from email.message import EmailMessage
 from email.utils import encode_rfc2231, format_datetime, formataddr
+from functools import lru_cache
 
 from ..addresses import check_header_value, header_address, parse_sender
 from ..models import Message, utcnow
@@ -112,9 +113,15 @@ def _multipart(subtype: str, parts: list[bytes]) -> bytes:
     return b"".join(out)
 
 
+@lru_cache(maxsize=256)
+def _sender(from_header: str) -> tuple[str, str]:
+    """The checked (name, address) of a From header; a batch shares a handful of them."""
+    return parse_sender(from_header, "from")
+
+
 def build_bytes(message: Message, attachments=None, open_tracking: bool = False) -> bytes:
     """The message as SMTP-ready bytes (CRLF): what `build` makes, written directly."""
-    name, sender = parse_sender(message.from_header or "", "from")
+    name, sender = _sender(message.from_header or "")
     if not (sender.isascii() and message.recipient.isascii()):
         return build(message, attachments, open_tracking).as_bytes(policy=email.policy.SMTP)
     files = attachments if attachments is not None else message.attachments

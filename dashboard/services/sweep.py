@@ -16,14 +16,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, insert, or_, select, update
 from sqlalchemy.orm import joinedload, selectinload
 
 from ..extensions import db
 from ..models import Customer, Message, MessageEvent, Suppression, utcnow
 from . import compose, jobs, modes, settings, suppressions
 from .credentials import CredentialsError
-from .messages import add_event, release_held
+from .messages import release_held
 from .transport import Outcome, SmtpTransport
 
 log = logging.getLogger(__name__)
@@ -201,6 +201,10 @@ class _Batch:
             .where(Message.id.in_(ids), Message.lease_owner == owner,
                    Message.status == "sending")
             .order_by(Message.next_attempt_at, Message.id)).unique().all()
+        for message in rows:
+            # Detached: the outcome is written by two Core statements (_save), not by the
+            # ORM's unit of work, which costs more than the SMTP exchange itself.
+            db.session.expunge(message)
         batch = cls(rows, settings.sending_enabled(),
                     timedelta(hours=float(settings.get("max_age_hours"))),
                     list(settings.get("retry_schedule") or DEFAULT_SCHEDULE))
@@ -291,25 +295,56 @@ def _process(message: Message, batch: _Batch, transports: _Transports,
     """Send one claimed message and commit its outcome."""
     now = utcnow()
     customer = message.customer
+    events: list[dict] = []
     reason = batch.hold_reason(customer)
     if reason:
         _finish(message, "held", status_reason=reason)
-        add_event(message, "held", detail=reason, at=now)
+        events.append(_event(message, "held", detail=reason, at=now))
         result.held += 1
     elif message.created_at + batch.max_age < now:
         _finish(message, "failed", status_reason="expired: not delivered within the maximum age")
-        add_event(message, "expired", detail=message.status_reason, at=now)
+        events.append(_event(message, "expired", detail=message.status_reason, at=now))
         result.failed += 1
     elif (entry := batch.suppression_for(message, customer)) is not None:
         _finish(message, "suppressed", status_reason=f"recipient on the suppression list "
                 f"({entry.reason})")
         message.suppression_id = entry.id
-        add_event(message, "suppressed", detail=message.status_reason, at=now)
+        events.append(_event(message, "suppressed", detail=message.status_reason, at=now))
         result.suppressed += 1
     else:
         outcome = _send(message, customer, transports)
-        _record(message, customer, outcome, batch, result)
+        events.append(_record(message, customer, outcome, batch, result))
+    _save(message, events)
+
+
+_SAVED_COLUMNS = ("status", "status_reason", "lease_owner", "lease_expires_at", "attempts",
+                  "last_smtp_code", "last_smtp_text", "sent_at", "next_attempt_at",
+                  "suppression_id")
+
+
+def _event(message: Message, type_: str, *, code: int | None = None, text: str | None = None,
+           detail: str | None = None, data: dict | None = None, at=None) -> dict:
+    """A timeline row for `message` (inserted by _save with the status it explains)."""
+    return {"message_id": message.id, "type": type_, "smtp_code": code, "smtp_text": text,
+            "detail": detail, "data": data, "at": at or utcnow(), "actor_id": None}
+
+
+_MESSAGES = Message.__table__
+_SAVE_MESSAGE = (  # Core, prepared once: the ORM's bookkeeping is not needed here
+    _MESSAGES.update().where(_MESSAGES.c.id == bindparam("message_pk"))
+    .values({name: bindparam(f"new_{name}") for name in (*_SAVED_COLUMNS, "updated_at")})
+)
+_SAVE_EVENT = MessageEvent.__table__.insert()
+
+
+def _save(message: Message, events: list[dict]) -> None:
+    """Write the message's new state and its timeline rows, and commit them at once."""
     message.updated_at = utcnow()
+    values = {f"new_{name}": getattr(message, name) for name in (*_SAVED_COLUMNS, "updated_at")}
+    values["message_pk"] = message.id
+    connection = db.session.connection()
+    connection.execute(_SAVE_MESSAGE, values)
+    connection.execute(_SAVE_EVENT, events)
     db.session.commit()
 
 
@@ -331,8 +366,8 @@ def _finish(message: Message, status: str, status_reason: str | None = None) -> 
 
 
 def _record(message: Message, customer: Customer, outcome: Outcome, batch: _Batch,
-            result: SweepResult) -> None:
-    """Turn the server's answer into a status and a timeline event."""
+            result: SweepResult) -> dict:
+    """Turn the server's answer into a status; returns the timeline event to store."""
     now = utcnow()
     text = outcome.text[:2000]
     message.attempts += 1
@@ -342,23 +377,21 @@ def _record(message: Message, customer: Customer, outcome: Outcome, batch: _Batc
         _finish(message, "sent")
         message.sent_at = now
         message.next_attempt_at = None
-        add_event(message, "sent", code=outcome.code, text=text, at=now)
         if customer.auth_failures:
             customer.auth_failures = 0
         result.sent += 1
-        return
+        return _event(message, "sent", code=outcome.code, text=text, at=now)
     if outcome.status == "failed":
         _finish(message, "failed", status_reason=f"refused by the server at {outcome.stage}")
         message.next_attempt_at = None
-        add_event(message, "failed", code=outcome.code, text=text, at=now,
-                  detail=message.status_reason)
         if outcome.stage in ("rcpt", "data"):
             entry = suppressions.record_send_failure(message, outcome.code, outcome.text)
             if entry is not None:
                 message.suppression_id = entry.id
                 batch.suppressed.setdefault(entry.address, []).insert(0, entry)
         result.failed += 1
-        return
+        return _event(message, "failed", code=outcome.code, text=text, at=now,
+                      detail=message.status_reason)
     # deferred or auth_failed: retry later, unless the message is too old by then
     detail = None
     if outcome.status == "auth_failed":
@@ -376,13 +409,12 @@ def _record(message: Message, customer: Customer, outcome: Outcome, batch: _Batc
     if next_at > message.created_at + batch.max_age:
         _finish(message, "failed", status_reason="expired: retries exhausted")
         message.next_attempt_at = None
-        add_event(message, "expired", code=outcome.code, text=text, at=now,
-                  detail=message.status_reason)
         result.failed += 1
-        return
+        return _event(message, "expired", code=outcome.code, text=text, at=now,
+                      detail=message.status_reason)
     _finish(message, "deferred", status_reason=detail)
     message.next_attempt_at = next_at
-    add_event(message, "deferred", code=outcome.code, text=text, at=now,
-              detail=detail, data={"next_attempt_at": next_at.isoformat()})
     result.deferred += 1
+    return _event(message, "deferred", code=outcome.code, text=text, at=now, detail=detail,
+                  data={"next_attempt_at": next_at.isoformat()})
 
