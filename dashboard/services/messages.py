@@ -214,10 +214,15 @@ def release_held(customer: Customer | None = None, actor: User | None = None) ->
         ids = db.session.scalars(query.limit(1000)).all()
         if not ids:
             break
-        db.session.execute(
+        # RETURNING: only rows this call really moved get an event (workers may race here)
+        ids = db.session.scalars(
             update(Message).where(Message.id.in_(ids), Message.status == "held")
             .values(status="queued", status_reason=None, next_attempt_at=now, updated_at=now)
-        )
+            .returning(Message.id).execution_options(synchronize_session=False)
+        ).all()
+        if not ids:
+            db.session.commit()
+            continue
         db.session.execute(MessageEvent.__table__.insert(), [
             {"message_id": i, "type": "released", "at": now,
              "detail": "sending turned back on", "actor_id": actor.id if actor else None}
