@@ -30,19 +30,14 @@ expect.set_options(timeout=ACTION_TIMEOUT_MS)
 
 
 def pytest_collection_modifyitems(config, items):
-    """Mark every browser test `e2e` and give it a hard time limit."""
+    """Mark every browser test `e2e`, give it a hard time limit, skip it without chromium."""
     for item in items:
         if HERE in Path(str(item.path)).resolve().parents:
             item.add_marker(pytest.mark.e2e)
             if item.get_closest_marker("timeout") is None:
                 item.add_marker(pytest.mark.timeout(TEST_TIMEOUT_SECONDS))
-
-
-@pytest.fixture(autouse=True)
-def _chromium_required():
-    """Skip, saying why, when there is no chromium to drive."""
-    if not CHROMIUM.exists():
-        pytest.skip(NO_CHROMIUM)
+            if not CHROMIUM.exists():  # before any fixture tries to launch it
+                item.add_marker(pytest.mark.skip(reason=NO_CHROMIUM))
 
 
 @pytest.fixture(scope="session")
