@@ -36,3 +36,11 @@ def make_message(app, make_customer):
         return message
 
     return _make
+
+
+@pytest.fixture
+def admin_client(app, admin, login):
+    """An admin's client reading English (pages default to Italian once the catalogs are full)."""
+    client = login(app.test_client(), admin)
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    return client
