@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta, timezone
 
-from sqlalchemy import and_, func, or_, select, union
+from sqlalchemy import and_, func, or_, select, union, union_all
 
 from ..extensions import db
 from ..models import EVENTS, SENDING_MODES, STATUSES, Customer, Message, normalise_reference, utcnow
@@ -273,8 +273,14 @@ def _matching(search: Search, plan: str, keyset=None):
     return select(Message.id, Message.created_at).where(*where)
 
 
-def _capped_count(query, cap: int) -> int:
-    """How many rows a select yields, counting at most cap + 1 (a count of 1M is not needed)."""
+def _capped_count(query, cap: int, newest_first: bool = False) -> int:
+    """How many rows a select yields, counting at most cap + 1 (a count of 1M is not needed).
+
+    `newest_first` walks the time index from the newest end: without it PostgreSQL may read
+    the table from its (oldest) start to find cap rows of the last days.
+    """
+    if newest_first:
+        query = query.order_by(Message.created_at.desc(), Message.id.desc())
     inner = query.limit(cap + 1).subquery()
     return db.session.scalar(select(func.count()).select_from(inner)) or 0
 
@@ -292,7 +298,9 @@ def probe(search: Search, cap: int = TERM_CAP) -> int:
         branches.append(select(Message.id).where(*where))
     if not branches:
         return 0
-    query = branches[0] if len(branches) == 1 else union(*branches)
+    # UNION ALL streams (a UNION would read every match to remove doubles before the limit);
+    # a message counted twice only makes the probe more cautious.
+    query = branches[0] if len(branches) == 1 else union_all(*branches)
     return _capped_count(query, cap)
 
 
@@ -347,10 +355,11 @@ def run(search: Search, page_size: int = PAGE_SIZE) -> Page:
     rows = rows[1:] if going_back and more else rows[:page_size]
     has_older = more if not going_back else True
     has_newer = (search.before is not None) if not going_back else more
-    if found is not None and not _has_other_filters(search):
-        count = found  # the probe counted exactly these matches (capped)
+    if found is not None and not _has_other_filters(search) and (
+            plan == "time" or len(_term_conditions(search, True)) == 1):
+        count = found  # the probe counted these matches (over TERM_CAP: surely over the cap)
     else:
-        count = _capped_count(_matching(search, plan), COUNT_CAP)
+        count = _capped_count(_matching(search, plan), COUNT_CAP, newest_first=plan == "time")
     customers, resent_ids = {}, set()
     if rows:
         customers = {c.id: c for c in db.session.execute(
@@ -392,7 +401,7 @@ def count(search: Search, cap: int = COUNT_CAP) -> int:
     """How many messages the search matches, at most cap + 1."""
     search = replace(search, before=None, after=None)
     plan, _found = choose_plan(search)
-    return _capped_count(_matching(search, plan), cap)
+    return _capped_count(_matching(search, plan), cap, newest_first=plan == "time")
 
 
 def customer_choices() -> list:
