@@ -288,25 +288,36 @@ def _spam_verdict(found: list[Message]) -> Verdict:
 
 
 def _dns_evidence(customer: Customer) -> tuple[str, str]:
-    """The stored DNS verdict of a custom_from customer: (colour, line)."""
+    """The stored DNS verdict of a custom_from customer (services.dns_check): (colour, line).
+
+    pass: SPF authorises our relay; risk: it does not (or DMARC quarantines unaligned mail);
+    reject: DMARC rejects unaligned mail; dns_error: the lookup failed.
+    """
     check = customer.dns_check or {}
-    colour = str(check.get("verdict") or check.get("colour") or check.get("status") or "")
-    colour = {"ok": "green", "pass": "green", "warn": "amber", "warning": "amber",
-              "fail": "red", "error": "red"}.get(colour.lower(), colour.lower())
-    summary = check.get("summary") or check.get("text") or check.get("message") or ""
     if not check:
         return "amber", _("The customer's own From address is used over our relay, and its "
                           "SPF/DMARC records were never checked: receiving servers may treat "
                           "the mail as spam.")
     when = _when(customer.dns_checked_at)
-    if colour == "green":
+    spf = (check.get("spf") or {}).get("result") or "?"
+    policy = (check.get("dmarc") or {}).get("policy") or _("none")
+    details = _("(SPF: %(spf)s, DMARC policy: %(policy)s)", spf=spf, policy=policy)
+    verdict = check.get("verdict")
+    if verdict == "pass":
         return "green", _("The DNS check of %(when)s found our relay authorised by the "
-                          "customer's domain (SPF/DMARC). %(summary)s", when=when,
-                          summary=summary).strip()
-    return (colour if colour in ("amber", "red") else "amber",
-            _("The DNS check of %(when)s found that the customer's domain does not authorise "
-              "our relay (SPF/DMARC): receiving servers may treat the mail as spam. %(summary)s",
-              when=when, summary=summary).strip())
+                          "customer's domain %(details)s.", when=when, details=details)
+    if verdict == "reject":
+        return "red", _("The DNS check of %(when)s found that the customer's domain tells "
+                        "receiving servers to refuse our mail %(details)s: the customer must "
+                        "authorise our relay in SPF, or switch to the standard sending mode.",
+                        when=when, details=details)
+    if verdict == "dns_error":
+        return "amber", _("The DNS check of %(when)s could not read the customer's domain: "
+                          "%(errors)s", when=when,
+                          errors="; ".join(check.get("errors") or []) or "?")
+    return "amber", _("The DNS check of %(when)s found that the customer's domain does not "
+                      "authorise our relay %(details)s: receiving servers may treat the mail "
+                      "as spam.", when=when, details=details)
 
 
 def _message_link(message: Message) -> list[Action]:

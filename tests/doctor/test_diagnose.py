@@ -99,17 +99,25 @@ def test_an_opened_message_is_green_and_says_opens_are_approximate(app, relay, m
     assert any("Opened 2 times" in line and "approximate" in line for line in verdict.evidence)
 
 
-def test_a_custom_from_customer_shows_its_dns_verdict(app, relay, make_customer, notify):
-    """For custom_from, the stored DNS verdict is evidence; a failing one makes (b) red."""
+@pytest.mark.parametrize("verdict, colour, words", [
+    ("reject", "red", "refuse our mail"),
+    ("risk", "amber", "does not authorise our relay"),
+    ("pass", "amber", "found our relay authorised"),
+])
+def test_a_custom_from_customer_shows_its_dns_verdict(app, relay, make_customer, notify,
+                                                      verdict, colour, words):
+    """For custom_from, the stored DNS verdict is evidence; a rejecting DMARC makes (b) red."""
     customer, _ = make_customer(sending_mode="custom_from", from_address="info@bianchi.example")
-    customer.dns_check = {"verdict": "red", "summary": "SPF does not include our relay."}
+    customer.dns_check = {"domain": "bianchi.example", "verdict": verdict,
+                          "spf": {"result": "fail" if verdict != "pass" else "pass"},
+                          "dmarc": {"policy": "reject" if verdict == "reject" else "none"},
+                          "errors": []}
     customer.dns_checked_at = utcnow()
     db.session.commit()
     notify(customer, "anna@example.com")
-    verdict = doctor.diagnose("anna@example.com").verdict("spam")
-    assert verdict.colour == "red"
-    assert any("does not authorise our relay" in line and "SPF does not include" in line
-               for line in verdict.evidence)
+    result = doctor.diagnose("anna@example.com").verdict("spam")
+    assert result.colour == colour
+    assert any(words in line and "SPF: " in line for line in result.evidence)
 
 
 def test_a_custom_from_customer_never_checked_is_a_warning(app, relay, make_customer, notify):

@@ -92,7 +92,9 @@ def test_closed_days_are_kept_in_the_rollup_and_recounted_later(app, make_custom
     assert overview.overview("7d", now=later).totals["failed"] == 1
     old[1].status = "failed"
     db.session.commit()
-    settled = utcnow() + timedelta(days=4)  # the day is then 6 days old: counted for good
+    # four days on (early in that day, so the 7-day window still holds it), the day is
+    # counted for good
+    settled = overview._midnight(utcnow()) + timedelta(days=4, minutes=30)
     overview.overview("7d", now=settled)
     assert overview.overview("7d", now=settled + timedelta(hours=1)).totals["failed"] == 2
     old[0].status = "queued"
