@@ -10,7 +10,16 @@ from sqlalchemy import select, update
 
 from ..addresses import check_header_value, normalise
 from ..extensions import db
-from ..models import EVENTS, Customer, Message, MessageAttachment, MessageEvent, User, utcnow
+from ..models import (
+    EVENTS,
+    Customer,
+    Message,
+    MessageAttachment,
+    MessageEvent,
+    User,
+    new_public_id,
+    utcnow,
+)
 from ..notifications import LANGUAGES
 from . import ServiceError, modes, render, settings, suppressions
 
@@ -152,20 +161,21 @@ def store(customer: Customer, event: str, recipients: list[str], reference: str 
     now = utcnow()
     held = hold_reason(customer)
     from_header = modes.from_header(customer, event)
+    domain = _id_domain()
     messages = []
     for address in recipients:
+        public_id = new_public_id()  # known before the INSERT: one flush for all recipients
         message = Message(
-            customer=customer, event=event, reference=reference, language=language,
-            recipient=address, from_header=from_header, subject=rendered.subject,
-            html_body=rendered.html, text_body=rendered.text, data=data,
-            transport=customer.sending_mode, template_version_id=rendered.template_version_id,
-            template_source=rendered.source, created_at=now, attempts=0,
+            public_id=public_id, customer=customer, event=event, reference=reference,
+            language=language, recipient=address, from_header=from_header,
+            subject=rendered.subject, html_body=rendered.html, text_body=rendered.text,
+            data=data, transport=customer.sending_mode,
+            template_version_id=rendered.template_version_id, template_source=rendered.source,
+            created_at=now, attempts=0, message_id_header=f"<{public_id}@{domain}>",
             resend_of=resend_of, resent_by_id=actor.id if (actor and resend_of) else None,
         )
-        db.session.add(message)
-        db.session.flush()
-        message.message_id_header = f"<{message.public_id}@{_id_domain()}>"
         message.envelope_from = modes.envelope_from(customer, message)
+        db.session.add(message)
         for item in files:
             db.session.add(MessageAttachment(message=message, filename=item.filename,
                                              content_type=item.content_type,
@@ -173,7 +183,8 @@ def store(customer: Customer, event: str, recipients: list[str], reference: str 
         if resend_of is not None:
             add_event(message, "resent", detail=f"resend of {resend_of.public_id}", actor=actor,
                       at=now)
-        entry = suppressions.active_for(address, customer, now)
+        with db.session.no_autoflush:
+            entry = suppressions.active_for(address, customer, now)
         if entry is not None:
             message.status = "suppressed"
             message.suppression_id = entry.id
@@ -188,6 +199,7 @@ def store(customer: Customer, event: str, recipients: list[str], reference: str 
             message.next_attempt_at = now
             add_event(message, "queued", at=now)
         messages.append(message)
+    db.session.flush()
     if commit:
         db.session.commit()
     return messages
