@@ -192,10 +192,13 @@ class _Batch:
     schedule: list
     suppressed: dict[str, list[Suppression]] = field(default_factory=dict)
     connection: object = None  # where outcomes are written (see _save)
+    reattach: list[Message] = field(default_factory=list)  # objects the caller already held
 
     @classmethod
     def load(cls, ids: list[int], owner: str) -> _Batch:
         """The claimed rows (customers and attachments joined) and the settings in force."""
+        held_by_caller = {key[1][0] for key in db.session.identity_map.keys()
+                          if key[0] is Message}
         rows = db.session.scalars(
             select(Message)
             .options(joinedload(Message.customer), selectinload(Message.attachments))
@@ -209,6 +212,8 @@ class _Batch:
         batch = cls(rows, settings.sending_enabled(),
                     timedelta(hours=float(settings.get("max_age_hours"))),
                     list(settings.get("retry_schedule") or DEFAULT_SCHEDULE))
+        # Objects the caller already held go back into the session after the sweep.
+        batch.reattach = [m for m in rows if m.id in held_by_caller]
         recipients = sorted({m.recipient for m in rows})
         if recipients:
             now = utcnow()
@@ -266,6 +271,7 @@ def sweep(batch_size: int = 200, owner: str | None = None,
     # cheaper than the session's per-commit bookkeeping, and the same guarantee.
     outcomes = db.engine.connect()
     handled = 0
+    reattach: list[Message] = []
     try:
         while max_messages is None or handled < max_messages:
             limit = batch_size if max_messages is None else min(batch_size, max_messages - handled)
@@ -274,6 +280,7 @@ def sweep(batch_size: int = 200, owner: str | None = None,
             if not ids:
                 break
             batch = _Batch.load(ids, owner)
+            reattach.extend(batch.reattach)
             batch.connection = outcomes
             for message in batch.messages:
                 if time.monotonic() + margin > lease_end:
@@ -292,6 +299,9 @@ def sweep(batch_size: int = 200, owner: str | None = None,
         outcomes.close()
         session.expire_on_commit = expire_on_commit
         db.session.rollback()
+        for message in reattach:  # the caller's objects stay usable, reloaded on access
+            db.session.add(message)
+            db.session.expire(message)
         release_claims(owner)
     return result
 
