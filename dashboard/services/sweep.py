@@ -269,7 +269,7 @@ def sweep(batch_size: int = 200, owner: str | None = None,
     session.expire_on_commit = False
     # Outcomes go through a connection of their own, one short transaction per message:
     # cheaper than the session's per-commit bookkeeping, and the same guarantee.
-    outcomes = db.engine.connect()
+    outcomes = _Outcomes()
     handled = 0
     reattach: list[Message] = []
     try:
@@ -346,14 +346,67 @@ def _event(message: Message, type_: str, *, code: int | None = None, text: str |
 
 
 _MESSAGES = Message.__table__
-_SAVE_MESSAGE = (  # Core, prepared once: the ORM's bookkeeping is not needed here
+_SAVE_MESSAGE = (
     _MESSAGES.update().where(_MESSAGES.c.id == bindparam("message_pk"))
     .values({name: bindparam(f"new_{name}") for name in (*_SAVED_COLUMNS, "updated_at")})
 )
 _SAVE_EVENT = MessageEvent.__table__.insert()
+_EVENT_KEYS = ("message_id", "type", "smtp_code", "smtp_text", "detail", "data", "at",
+               "actor_id")
 
 
-def _save(message: Message, events: list[dict], connection) -> None:
+class _Statement:
+    """A statement compiled once for the dialect, run on the driver's cursor.
+
+    Parameters go through the very bind processors SQLAlchemy would apply (UTC datetimes,
+    JSON), so the stored values are the same; only the per-execution overhead is gone.
+    """
+
+    def __init__(self, statement, dialect, column_keys=None):
+        compiled = statement.compile(dialect=dialect, column_keys=column_keys)
+        self.sql = compiled.string
+        self.positions = compiled.positiontup
+        self.processors = dict(compiled._bind_processors)
+
+    def params(self, values: dict):
+        processed = dict(values)
+        for name, process in self.processors.items():
+            if name in processed:
+                processed[name] = process(processed[name])
+        if self.positions:
+            return tuple(processed[name] for name in self.positions)
+        return processed
+
+
+class _Outcomes:
+    """Writes each outcome in one short transaction on a connection of its own."""
+
+    def __init__(self):
+        self.connection = db.engine.connect()
+        dialect = db.engine.dialect
+        self.update = _Statement(_SAVE_MESSAGE, dialect)
+        self.insert = _Statement(_SAVE_EVENT, dialect, column_keys=list(_EVENT_KEYS))
+
+    def save(self, values: dict, events: list[dict]) -> None:
+        """UPDATE the message, INSERT its events, COMMIT: all or nothing."""
+        raw = self.connection.connection.dbapi_connection
+        cursor = raw.cursor()
+        try:
+            cursor.execute(self.update.sql, self.update.params(values))
+            for event in events:
+                cursor.execute(self.insert.sql, self.insert.params(event))
+            raw.commit()
+        except BaseException:
+            raw.rollback()
+            raise
+        finally:
+            cursor.close()
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def _save(message: Message, events: list[dict], outcomes: _Outcomes) -> None:
     """Write the message's new state and its timeline rows, and commit them at once."""
     if db.session().in_transaction():
         # a suppression, a paused customer…: those go first (and on SQLite the session
@@ -362,9 +415,7 @@ def _save(message: Message, events: list[dict], connection) -> None:
     message.updated_at = utcnow()
     values = {f"new_{name}": getattr(message, name) for name in (*_SAVED_COLUMNS, "updated_at")}
     values["message_pk"] = message.id
-    with connection.begin():
-        connection.execute(_SAVE_MESSAGE, values)
-        connection.execute(_SAVE_EVENT, events)
+    outcomes.save(values, events)
 
 
 def _send(message: Message, customer: Customer, transports: _Transports) -> Outcome:
