@@ -9,6 +9,8 @@ from flask import Flask
 
 from dashboard import create_app
 
+from .conftest import PASSWORD
+
 SECRET_NAMES = ("SECRET_KEY", "POSTINO_CREDENTIALS_KEY")
 
 
@@ -90,7 +92,7 @@ def test_an_explicit_cookie_setting_is_respected(fresh_env):
 def test_the_session_cookie_is_httponly_and_samesite_lax(client, make_user):
     """After login the session cookie cannot be read by scripts or sent cross-site."""
     user = make_user("support")
-    response = client.post("/login", data={"email": user.email, "password": "correct horse battery"})
+    response = client.post("/login", data={"email": user.email, "password": PASSWORD})
     assert response.status_code == 302
     cookie = next(h for h in response.headers.getlist("Set-Cookie") if h.startswith("session="))
     assert "HttpOnly" in cookie

@@ -75,7 +75,8 @@ def test_create_user_is_audited(runner):
 
 
 @pytest.mark.parametrize("args, mentions", [
-    (["someone@staff.example.com", "--role", "boss"], "Role must be one of admin, support, billing"),
+    (["someone@staff.example.com", "--role", "boss"],
+     "Role must be one of admin, support, billing"),
     (["not-an-address", "--role", "admin"], "valid email address"),
     (["someone@staff.example.com", "--role", "admin", "--password", "short"], "at least 8"),
 ])
