@@ -259,7 +259,7 @@ def _render_part(kind: str, source: str, data: dict, part: str) -> str:
     env._local.deadline = time.monotonic() + MAX_RENDER_SECONDS
     try:
         with _Watchdog(MAX_RENDER_SECONDS + 0.5):
-            out = template.render(**data)
+            out = template.render(data)
     except RenderTimeout:
         raise RenderError(f"the {part} took too long to render (over "
                           f"{MAX_RENDER_SECONDS:g} s)", part=part) from None

@@ -110,3 +110,12 @@ def test_derived_text_keeps_links():
     _, _, text = render.render_source(
         {"subject": "s", "html": '<p>Go <a href="https://x.example.com/a">there</a></p>'}, {})
     assert text == "Go there: https://x.example.com/a\n"
+
+
+def test_a_data_key_named_like_a_render_argument_is_just_data():
+    """Keys such as "self" in the data do not break rendering (data is passed as a mapping)."""
+    subject, html, _text = render.render_source(
+        {"subject": "Ciao {{ name }}", "html": "<p>{{ name }}</p>"},
+        {"self": "x", "name": "Giulia"},
+    )
+    assert subject == "Ciao Giulia" and "Giulia" in html
