@@ -19,8 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dashboard.notifications import (CATALOG, LANGUAGES, default_source,  # noqa: E402
-                                     known_variables)
+from dashboard.notifications import CATALOG, LANGUAGES, default_source, known_variables  # noqa: E402
 from dashboard.services import render  # noqa: E402
 
 
@@ -52,7 +51,7 @@ def main() -> None:
         for language in LANGUAGES:
             source, sample = default_source(event, language), CATALOG[event]["sample"]
             render.render_source(source, sample)  # compile once, like a warm worker
-            samples = timed(lambda: render.render_source(source, sample), rounds)
+            samples = timed(lambda s=source, d=sample: render.render_source(s, d), rounds)
             everything += samples
             print(line(f"render {event}/{language}", samples))
     print(line("render, all defaults", everything))

@@ -29,9 +29,8 @@ from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import event, func, select  # noqa: E402
-
 from seed import default_url, fresh_schema, make_app, seed_messages  # noqa: E402
+from sqlalchemy import event, func, select  # noqa: E402
 
 GOAL_SEARCH_MS = 50
 GOAL_PAGE_MS = 150
@@ -112,10 +111,9 @@ def time_searches(kinds: dict[str, list[dict]]) -> dict[str, tuple[float, float,
 
 def time_pages(app, kinds: dict[str, list[dict]]) -> dict[str, tuple[float, float]]:
     """p50 and p95 ms of GET /log/?… (the full page) as a logged-in support user."""
-    from dashboard.services import users
-
     from dashboard.extensions import db
     from dashboard.models import User
+    from dashboard.services import users
 
     if db.session.scalar(select(User).where(User.email == "bench-support@example.com")) is None:
         users.create_user("bench-support@example.com", "support", "bench password 123",

@@ -12,14 +12,13 @@ PostgreSQL gets COPY, SQLite a single-transaction executemany.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import random
 import secrets
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -174,7 +173,7 @@ def _sqlite_time(value: datetime | None) -> str | None:
     """SQLAlchemy's SQLite storage format (always with microseconds, naive UTC)."""
     if value is None:
         return None
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def _message_indexes():
@@ -189,7 +188,7 @@ def seed_messages(app, n: int = 1_000_000, customers: int = 200, days: int = 30,
     from dashboard.extensions import db
 
     rng = random.Random(seed)
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     started = time.perf_counter()
     cpu_started = time.process_time()
     with app.app_context():

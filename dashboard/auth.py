@@ -5,7 +5,6 @@ an unmarked view is refused (deny by default), so a forgotten decorator cannot o
 """
 from __future__ import annotations
 
-from functools import wraps
 from urllib.parse import urlsplit
 
 from flask import Flask, abort, current_app, g, request

@@ -29,6 +29,17 @@ def _int(name: str, default: int) -> int:
         raise RuntimeError(f"{name} must be a whole number, got {raw!r}") from None
 
 
+def _float(name: str, default: float) -> float:
+    """Read a number of seconds, failing loudly when it is not one."""
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise RuntimeError(f"{name} must be a number, got {raw!r}") from None
+
+
 def from_environment(instance_path: str) -> dict:
     """Build the config mapping from environment variables with development defaults."""
     default_db = "sqlite:///" + str(Path(instance_path) / "postino.sqlite3")
@@ -49,7 +60,9 @@ def from_environment(instance_path: str) -> dict:
         "POSTINO_SENDER_REGISTRATION": os.environ.get(
             "POSTINO_SENDER_REGISTRATION", "Postino <registration@postino.example.com>"
         ),
-        "POSTINO_BOUNCE_DOMAIN": os.environ.get("POSTINO_BOUNCE_DOMAIN", "bounces.postino.example.com"),
+        "POSTINO_BOUNCE_DOMAIN": os.environ.get(
+            "POSTINO_BOUNCE_DOMAIN", "bounces.postino.example.com"
+        ),
         "POSTINO_CREDENTIALS_KEY": os.environ.get("POSTINO_CREDENTIALS_KEY") or None,
         "POSTINO_RETENTION_DAYS": _int("POSTINO_RETENTION_DAYS", 30),
         "POSTINO_PUBLIC_URL": os.environ.get("POSTINO_PUBLIC_URL", "http://localhost:5000"),
@@ -57,7 +70,7 @@ def from_environment(instance_path: str) -> dict:
         "POSTINO_LEASE_SECONDS": _int("POSTINO_LEASE_SECONDS", 300),
         "POSTINO_RELAY_IPS": os.environ.get("POSTINO_RELAY_IPS", "127.0.0.1"),
         "POSTINO_DNS_NAMESERVERS": os.environ.get("POSTINO_DNS_NAMESERVERS", ""),
-        "POSTINO_DNS_TIMEOUT": float(os.environ.get("POSTINO_DNS_TIMEOUT", "3")),
+        "POSTINO_DNS_TIMEOUT": _float("POSTINO_DNS_TIMEOUT", 3.0),
         "POSTINO_DEMO": False,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

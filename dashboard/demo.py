@@ -230,7 +230,7 @@ def _seed_history(customer_list) -> None:
         if status == "bounced":
             message.bounced_at = at + timedelta(minutes=2)
             timeline.append(("bounce", message.bounced_at, None, "5.1.1",
-                             "550 5.1.1 <%s>: Recipient address rejected: User unknown" % address))
+                             f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"))
             bounced_addresses.append((address, customer, message))
         if status == "deferred":
             message.attempts = rng.randint(1, 3)
@@ -266,7 +266,8 @@ def _seed_history(customer_list) -> None:
             status_code="5.1.1", action="failed", suppression_id=entry.id,
             diagnostic="smtp; 550 5.1.1 Recipient address rejected: User unknown",
             received_at=message.bounced_at,
-            raw=("Content-Type: message/delivery-status\n\nReporting-MTA: dns; mx.demo.example.com\n\n"
+            raw=("Content-Type: message/delivery-status\n\n"
+                 "Reporting-MTA: dns; mx.demo.example.com\n\n"
                  f"Final-Recipient: rfc822; {address}\nAction: failed\nStatus: 5.1.1\n"
                  "Diagnostic-Code: smtp; 550 5.1.1 Recipient address rejected: User unknown\n")))
     if bounced_addresses:

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
+from flask import g
+from flask.testing import FlaskClient
 from flask_migrate import upgrade
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-
-from flask import g
-from flask.testing import FlaskClient
 
 from dashboard import create_app
 from dashboard.extensions import db
@@ -128,9 +127,10 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session", autouse=True)
 def _cheap_password_hashing():
     """Scrypt with a small work factor: the same code path at a fraction of the CPU per login."""
+    from werkzeug.security import generate_password_hash
+
     import dashboard.models
     import dashboard.services.users
-    from werkzeug.security import generate_password_hash
 
     def cheap(password: str, method: str = "scrypt", salt_length: int = 16) -> str:
         if method == "scrypt":

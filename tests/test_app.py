@@ -69,10 +69,11 @@ def test_secrets_from_the_environment_win_over_generated_ones(fresh_env, monkeyp
     assert not (fresh_env / "secret_key").exists()
 
 
-def test_a_malformed_number_in_the_environment_is_a_clear_error(fresh_env, monkeypatch):
-    """MAIL_PORT=abc fails at start, naming the variable, rather than at the first send."""
-    monkeypatch.setenv("MAIL_PORT", "abc")
-    with pytest.raises(RuntimeError, match="MAIL_PORT"):
+@pytest.mark.parametrize("name", ["MAIL_PORT", "POSTINO_DNS_TIMEOUT", "POSTINO_SWEEP_SECONDS"])
+def test_a_malformed_number_in_the_environment_is_a_clear_error(fresh_env, monkeypatch, name):
+    """A number like MAIL_PORT=abc fails at start, naming the variable, not at first use."""
+    monkeypatch.setenv(name, "abc")
+    with pytest.raises(RuntimeError, match=name):
         create_app()
 
 

@@ -56,7 +56,7 @@ def test_staff_log_in_with_email_and_password_and_land_on_home(en_client, make_u
 
 def test_the_email_is_matched_case_insensitively(en_client, make_user):
     """Staff may type their address with capitals."""
-    user = make_user("support", email="Mario.Rossi@staff.example.com")
+    make_user("support", email="Mario.Rossi@staff.example.com")
     assert post_login(en_client, "  MARIO.ROSSI@staff.example.com ", PASSWORD).status_code == 302
 
 

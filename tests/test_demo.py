@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import re
-import urllib.parse
 import subprocess
 import sys
 import time
@@ -61,7 +60,7 @@ def test_flask_demo_serves_the_dashboard_and_delivers_to_its_sink(tmp_path):
                 break
         output = "".join(lines)
         assert f"http://127.0.0.1:{port}/" in output, output
-        for email, role, _name in DEMO_USERS:
+        for email, _role, _name in DEMO_USERS:
             assert email in output
         import http.cookiejar
         import urllib.request

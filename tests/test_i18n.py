@@ -20,7 +20,7 @@ SCRIPT = ROOT / "scripts" / "i18n.sh"
 
 def script_keywords() -> dict:
     """The gettext keywords scripts/i18n.sh passes to pybabel, so both extract the same."""
-    line = next(l for l in SCRIPT.read_text().splitlines() if l.startswith("KEYWORDS=("))
+    line = next(row for row in SCRIPT.read_text().splitlines() if row.startswith("KEYWORDS=("))
     keywords = dict(DEFAULT_KEYWORDS)
     keywords.update(parse_keywords(re.findall(r"-k\s+(\S+?)\)?(?=\s|$)", line)))
     return keywords

@@ -36,7 +36,7 @@ def dummy_path(app, rule: Rule, method: str) -> str:
     names = sorted(rule.arguments - set(rule.defaults or {}))
     options = [candidate_values(rule._converters[name]) for name in names]
     for attempt in range(max((len(o) for o in options), default=1)):
-        values = {name: opts[min(attempt, len(opts) - 1)] for name, opts in zip(names, options)}
+        values = {name: opts[min(attempt, len(opts) - 1)] for name, opts in zip(names, options, strict=True)}
         built = rule.build(values, append_unknown=False)
         if built is None:
             continue

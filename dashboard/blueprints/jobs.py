@@ -1,7 +1,7 @@
 """Jobs (admin): scheduled jobs with their runs, "run now", and the queue's health."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from flask import Blueprint, abort, current_app, request
 from flask_login import current_user
@@ -69,7 +69,7 @@ def progress(job_id: str):
     except ValueError:
         since = utcnow() - START_GRACE
     if since.tzinfo is None:
-        since = since.replace(tzinfo=timezone.utc)
+        since = since.replace(tzinfo=UTC)
     run = jobs.requested_run(job_id, since)
     finished = run is not None and run.status != "running"
     if finished or (run is None and utcnow() - since > START_GRACE):

@@ -4,8 +4,7 @@ from __future__ import annotations
 import csv
 import io
 
-from flask import (Blueprint, Response, abort, flash, redirect, request, stream_with_context,
-                   url_for)
+from flask import Blueprint, Response, abort, flash, redirect, request, stream_with_context, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
@@ -153,7 +152,7 @@ def export():
         writer.writerow(CSV_COLUMNS)
         yield "\ufeff" + buffer.getvalue()
         resend_ids: dict[int, str] = {}
-        for number, row in enumerate(log_search.iter_matches(search, columns=columns), 1):
+        for row in log_search.iter_matches(search, columns=columns):
             buffer.seek(0)
             buffer.truncate()
             writer.writerow([_cell(v) for v in (

@@ -1,7 +1,7 @@
 """Suppressions (support, admin): search the list, read why, add by hand, lift in place."""
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 from flask import Blueprint, abort, flash, redirect, request, url_for
 from flask_babel import gettext as _
@@ -69,8 +69,8 @@ def _filters(args) -> tuple[suppressions.Filters, dict]:
         q=(args.get("q") or "").strip()[:320],
         reason=args.get("reason") if args.get("reason") in REASON_LABELS else "",
         scope=args.get("scope") if args.get("scope") in SCOPE_LABELS else "",
-        since=datetime.combine(since, time.min, timezone.utc) if since else None,
-        until=datetime.combine(until, time.min, timezone.utc) + timedelta(days=1)
+        since=datetime.combine(since, time.min, UTC) if since else None,
+        until=datetime.combine(until, time.min, UTC) + timedelta(days=1)
         if until else None,
         state=state if state in STATE_LABELS else "active")
     filters.since_date, filters.until_date = since, until
@@ -89,7 +89,7 @@ def _entry_context(entry: Suppression) -> dict:
             "preview": suppressions.preview_lift(entry),
             "can_lift": suppressions.can_lift(entry, current_user),
             "is_active": entry.lifted_at is None and (
-                entry.expires_at is None or entry.expires_at > datetime.now(timezone.utc))}
+                entry.expires_at is None or entry.expires_at > datetime.now(UTC))}
 
 
 def _page_context(filters: suppressions.Filters, errors: dict, add_errors: dict | None = None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
@@ -49,8 +49,8 @@ class Filters:
 
     def bounds(self) -> tuple[datetime, datetime]:
         start, end = (self.month, self.month) if self.month else (self.from_month, self.to_month)
-        return (datetime.combine(start, time.min, timezone.utc),
-                datetime.combine(next_month(end), time.min, timezone.utc))
+        return (datetime.combine(start, time.min, UTC),
+                datetime.combine(next_month(end), time.min, UTC))
 
 
 def default_filters(today: date | None = None) -> Filters:

@@ -284,8 +284,8 @@ def _record(message: Message | None, report: Report, raw_text: str) -> BounceRep
     if report.kind in ("hard", "soft") and message.status != "bounced":
         message.status = "bounced"
         message.bounced_at = now
-        message.status_reason = f"bounced: {report.status or report.kind} {report.diagnostic or ''}"[
-            :2000].strip()
+        reason = f"bounced: {report.status or report.kind} {report.diagnostic or ''}"
+        message.status_reason = reason[:2000].strip()
     elif report.kind == "delivered":
         message.delivered_at = message.delivered_at or now
         if message.status == "sent":

@@ -42,7 +42,8 @@ def build(message: Message, attachments=None, open_tracking: bool = False) -> Em
         email.add_alternative(html, subtype="html", charset="utf-8",
                               cte="quoted-printable")
     for attachment in attachments if attachments is not None else message.attachments:
-        maintype, _, subtype = (attachment.content_type or "application/octet-stream").partition("/")
+        content_type = attachment.content_type or "application/octet-stream"
+        maintype, _, subtype = content_type.partition("/")
         email.add_attachment(
             attachment.content,
             maintype=maintype or "application",

@@ -6,7 +6,7 @@ import hashlib
 import logging
 import re
 import ssl
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
@@ -29,7 +29,7 @@ DEFAULT_TIMEOUT = 30
 MAX_PEM = 64 * 1024
 HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,253}[A-Za-z0-9])?$|^\[?[0-9A-Fa-f:.]+\]?$")
 TEST_EVENT = "document_sent"
-FRONT_OF_QUEUE = datetime(2000, 1, 1, tzinfo=timezone.utc)
+FRONT_OF_QUEUE = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class SettingsInvalid(ServiceError):

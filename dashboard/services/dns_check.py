@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dns.exception
 import dns.nameserver
@@ -369,7 +369,7 @@ def check(domain: str, relay_ips: str | list[Network], bounce_domain: str,
     lookup = Lookup(nameservers, timeout)
     result: dict = {
         "domain": domain,
-        "checked_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "relay_ips": [str(n) for n in networks],
         "bounce_domain": bounce_domain,
         "spf": None,
@@ -407,7 +407,7 @@ def check_domain(domain: str) -> dict:
     except ValueError as exc:
         return {"domain": domain, "verdict": "dns_error", "spf": None, "dmarc": None,
                 "relay_ips": [], "bounce_domain": verp.bounce_domain(),
-                "checked_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "errors": [f"POSTINO_RELAY_IPS is not a list of IPs/CIDRs: {exc}"]}
     try:
         nameservers = configured_nameservers()
@@ -416,7 +416,7 @@ def check_domain(domain: str) -> dict:
     except (ValueError, OSError) as exc:
         return {"domain": domain, "verdict": "dns_error", "spf": None, "dmarc": None,
                 "relay_ips": [str(n) for n in networks], "bounce_domain": verp.bounce_domain(),
-                "checked_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "errors": [f"POSTINO_DNS_NAMESERVERS is not usable: {exc}"]}
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from contextlib import contextmanager
+from datetime import UTC
 
 from sqlalchemy import func, select
 
@@ -58,13 +60,12 @@ def heartbeat_age_seconds() -> float | None:
     if last is None:
         return None
     if last.tzinfo is None:
-        from datetime import timezone
 
-        last = last.replace(tzinfo=timezone.utc)
+        last = last.replace(tzinfo=UTC)
     return round((utcnow() - last).total_seconds(), 1)
 
 
-_local_locks: dict[str, "threading.Lock"] = {}
+_local_locks: dict[str, threading.Lock] = {}
 
 
 def _advisory_key(name: str) -> int:
@@ -83,7 +84,6 @@ def singleton(name: str):
     (the block may commit many times) and released when that connection closes, even if the
     process dies. SQLite has one worker: a lock per process keeps "run now" from doubling it.
     """
-    import threading
 
     lock = _local_locks.setdefault(name, threading.Lock())
     if not lock.acquire(blocking=False):
@@ -125,7 +125,7 @@ def skipped(job: str, reason: str, requested_by_id: int | None = None,
 # The Jobs page: each scheduled job with its schedule, runs and next run; "run now".
 
 HISTORY = 10
-_background: dict[str, "threading.Thread"] = {}
+_background: dict[str, threading.Thread] = {}
 
 
 def job_label(job_id: str) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import and_, func, or_, select, union, union_all
 
@@ -27,7 +27,7 @@ COUNT_CAP = 1000
 TERM_CAP = 5000  # above this many matches a term is checked along the time index
 DEFAULT_DAYS = 7
 PUBLIC_ID_RE = re.compile(r"^[0-9a-f]{24}$")
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 LIST_COLUMNS = (
     Message.id, Message.public_id, Message.customer_id, Message.event, Message.reference,
     Message.recipient, Message.subject, Message.status, Message.status_reason, Message.attempts,
@@ -107,7 +107,7 @@ def encode_cursor(message: Message) -> str:
     """A keyset cursor: microseconds since the epoch and the id, e.g. 1767225600000000_42."""
     created = message.created_at
     if created.tzinfo is None:
-        created = created.replace(tzinfo=timezone.utc)
+        created = created.replace(tzinfo=UTC)
     micros = (created - EPOCH) // timedelta(microseconds=1)
     return f"{micros}_{message.id}"
 
@@ -204,9 +204,9 @@ def _term_conditions(search: Search, indexed: bool) -> list:
 def _time_bounds(search: Search) -> tuple[datetime | None, datetime | None]:
     start = end = None
     if search.date_from:
-        start = datetime.combine(search.date_from, time(), tzinfo=timezone.utc)
+        start = datetime.combine(search.date_from, time(), tzinfo=UTC)
     if search.date_to:
-        end = datetime.combine(search.date_to + timedelta(days=1), time(), tzinfo=timezone.utc)
+        end = datetime.combine(search.date_to + timedelta(days=1), time(), tzinfo=UTC)
     return start, end
 
 

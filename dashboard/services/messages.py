@@ -128,7 +128,8 @@ def hold_reason(customer: Customer) -> str | None:
     if not customer.sending_enabled:
         return f"sending is off for customer {customer.code}"
     if customer.paused:
-        return f"customer {customer.code} is paused: {customer.paused_reason or 'processing blocked'}"
+        reason = customer.paused_reason or "processing blocked"
+        return f"customer {customer.code} is paused: {reason}"
     return None
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from flask import current_app, has_request_context
 from flask_babel import lazy_gettext as _l
@@ -178,7 +178,7 @@ def _day(value: datetime) -> str:
 
 
 def _midnight(value: datetime) -> datetime:
-    return value.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    return value.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def _days(first: datetime, last: datetime) -> list[datetime]:

@@ -18,8 +18,15 @@ from functools import lru_cache
 import css_inline
 from inscriptis import get_text
 from inscriptis.model.config import ParserConfig
-from jinja2 import (DictLoader, StrictUndefined, TemplateNotFound, TemplateSyntaxError,
-                    UndefinedError, meta, nodes)
+from jinja2 import (
+    DictLoader,
+    StrictUndefined,
+    TemplateNotFound,
+    TemplateSyntaxError,
+    UndefinedError,
+    meta,
+    nodes,
+)
 from jinja2.exceptions import SecurityError
 from jinja2.filters import do_center, do_format, do_indent, do_replace, do_wordwrap
 from jinja2.sandbox import ImmutableSandboxedEnvironment

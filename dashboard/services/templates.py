@@ -10,20 +10,19 @@ from __future__ import annotations
 import difflib
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask_babel import gettext as _
 from sqlalchemy import select
 
 from ..extensions import db
 from ..models import Customer, Message, Template, TemplateVersion, User
-from ..notifications import (CATALOG, LANGUAGES, default_source, known_variables,
-                             required_variables)
+from ..notifications import CATALOG, LANGUAGES, default_source, known_variables, required_variables
 from . import ServiceError, audit, messages, render, sweep
 
 MAX_SAMPLE_BYTES = 64 * 1024
 TEST_REFERENCE = "template-test"
-FRONT_OF_QUEUE = datetime(2000, 1, 1, tzinfo=timezone.utc)
+FRONT_OF_QUEUE = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class TemplateInvalid(ServiceError):

@@ -60,7 +60,11 @@ class Outcome:
 def relay_settings() -> SmtpSettings:
     """Our relay, from the MAIL_* settings."""
     cfg = current_app.config
-    security = "ssl" if cfg.get("MAIL_USE_SSL") else ("starttls" if cfg.get("MAIL_USE_TLS") else "none")
+    security = "none"
+    if cfg.get("MAIL_USE_SSL"):
+        security = "ssl"
+    elif cfg.get("MAIL_USE_TLS"):
+        security = "starttls"
     username = cfg.get("MAIL_USERNAME")
     return SmtpSettings(
         host=cfg.get("MAIL_SERVER") or "localhost",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -26,7 +26,7 @@ def removals(make_customer, make_user):
         row = SuppressionRemoval(suppression=entry, address=address, customer=customer,
                                  reason="asked", ticket=f"T-{minutes}", minutes_spent=minutes,
                                  billable=billable, automatic=automatic,
-                                 removed_at=datetime(2026, *when, tzinfo=timezone.utc),
+                                 removed_at=datetime(2026, *when, tzinfo=UTC),
                                  removed_by_id=None if automatic else support.id)
         entry.lifted_at = row.removed_at
         db.session.add(row)

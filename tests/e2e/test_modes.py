@@ -5,8 +5,8 @@ from playwright.sync_api import expect
 
 from dashboard.extensions import db
 from dashboard.services import credentials
-
 from tests.conftest import PASSWORD
+
 # the modes area's fixtures: a private CA, its server certificate, a STARTTLS+AUTH server
 from tests.modes.conftest import SMTP_PASSWORD, SMTP_USER, ca, ca_pem, server_cert, starttls_server  # noqa: F401
 

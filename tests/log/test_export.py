@@ -26,7 +26,7 @@ def test_the_export_streams_the_current_search_with_a_header_row(support_client,
     assert header[:8] == ["created_at", "message_id", "customer", "event", "reference",
                           "recipient", "subject", "status"]
     assert [r[4] for r in body] == ["ORD-2026-000002", "ORD-2026-000001"]
-    record = dict(zip(header, body[0]))
+    record = dict(zip(header, body[0], strict=True))
     assert record["message_id"] == second.public_id and record["customer"] == "ACME"
     assert record["status_reason"] == "550 5.1.1 user unknown"
     assert body[1][5] == "anna.è@example.com"

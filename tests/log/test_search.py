@@ -1,7 +1,7 @@
 """Log search: the box understands references, addresses and ids; filters; keyset pages."""
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 
 from dashboard.models import utcnow
 from dashboard.services import log_search
@@ -180,9 +180,10 @@ def test_an_empty_search_offers_the_whole_retention_period(support_client, make_
 
 def test_cursors_round_trip_and_junk_is_ignored():
     """A cursor encodes (time, id) exactly; a malformed one means 'first page'."""
+    from datetime import datetime
+
     from dashboard.models import Message
-    from datetime import datetime, timezone
-    message = Message(id=42, created_at=datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc))
+    message = Message(id=42, created_at=datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC))
     assert log_search.decode_cursor(log_search.encode_cursor(message)) == (message.created_at, 42)
     assert log_search.decode_cursor("nonsense") is None
     assert log_search.decode_cursor("") is None

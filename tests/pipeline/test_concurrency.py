@@ -101,7 +101,7 @@ def test_four_workers_deliver_2000_messages_exactly_once(app, smtp_server, make_
     env = _worker_env(app, sink)
     workers = [_start_sweep(env) for _ in range(4)]
     outputs = [w.communicate(timeout=240) for w in workers]  # generous: shared CI machines
-    for worker, (out, err) in zip(workers, outputs):
+    for worker, (_out, err) in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, err.decode()[-2000:]
     lines = [out.decode().strip().splitlines()[-1] for out, _ in outputs]
     sent = [int(re.search(r"sent=(\d+)", line).group(1)) for line in lines]

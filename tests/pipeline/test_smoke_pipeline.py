@@ -1,8 +1,8 @@
 """End to end through the standard mode: API → sweep → the relay sink."""
-from dashboard.services.sweep import sweep
-from dashboard.services import verp
-from dashboard.models import Message
 from dashboard.extensions import db
+from dashboard.models import Message
+from dashboard.services import verp
+from dashboard.services.sweep import sweep
 
 
 def test_an_order_closed_notification_reaches_the_relay(relay, make_customer, api_post):
