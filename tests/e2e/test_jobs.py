@@ -10,18 +10,9 @@ from dashboard.extensions import db
 from dashboard.models import Message, MessageEvent, utcnow
 from dashboard.services import jobs
 
-from ..conftest import PASSWORD
+from .helpers import log_in
 
 pytestmark = pytest.mark.e2e
-
-
-def log_in(page, base: str, email: str) -> None:
-    """Log in through the real form."""
-    page.goto(f"{base}/login")
-    page.fill("input[name=email]", email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/")
 
 
 def test_run_now_shows_progress_then_the_new_last_run(app, page, live_server, make_user,

@@ -7,18 +7,9 @@ from playwright.sync_api import expect
 from dashboard.notifications import CATALOG
 from dashboard.services import messages
 
-from ..conftest import PASSWORD
+from .helpers import log_in
 
 pytestmark = pytest.mark.e2e
-
-
-def log_in(page, base: str, email: str) -> None:
-    """Log in through the real form."""
-    page.goto(f"{base}/login")
-    page.fill("input[name=email]", email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/")
 
 
 def order(customer, reference: str, to: str):

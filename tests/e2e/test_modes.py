@@ -5,31 +5,12 @@ from playwright.sync_api import expect
 
 from dashboard.extensions import db
 from dashboard.services import credentials
-from tests.conftest import PASSWORD
+from tests.e2e.helpers import log_in
 
 # the modes area's fixtures: a private CA, its server certificate, a STARTTLS+AUTH server
 from tests.modes.conftest import SMTP_PASSWORD, SMTP_USER, ca, ca_pem, server_cert, starttls_server  # noqa: F401
 
 pytestmark = pytest.mark.e2e
-
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args):
-    """Debian's chromium, headless (unless tests/e2e/conftest.py already says so)."""
-    return {**browser_type_launch_args, "executable_path": "/usr/bin/chromium",
-            "args": CHROMIUM_ARGS}
-
-
-def log_in(page, base: str, email: str) -> None:
-    """Log in through the real form."""
-    page.goto(f"{base}/login")
-    page.fill("input[name=email]", email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/")
 
 
 def test_admin_switches_to_customer_smtp_tests_the_connection_and_saves(

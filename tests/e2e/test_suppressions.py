@@ -10,29 +10,11 @@ from dashboard.models import SuppressionRemoval
 from dashboard.services import bounces, messages
 
 from ..bounces.conftest import ORDER_DATA, report
-from ..conftest import PASSWORD
+from .helpers import log_in
 
-pytestmark = pytest.mark.e2e
-
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 ADDRESS = "mario.rossi@example.org"
 
-
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args):
-    """Debian's chromium, headless (unless tests/e2e/conftest.py already says so)."""
-    return {**browser_type_launch_args, "executable_path": "/usr/bin/chromium",
-            "args": CHROMIUM_ARGS}
-
-
-def log_in(page, base: str, email: str) -> None:
-    """Log in through the real form."""
-    page.goto(f"{base}/login")
-    page.fill("input[name=email]", email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/")
+pytestmark = pytest.mark.e2e
 
 
 def hard_bounce(customer) -> None:

@@ -5,28 +5,9 @@ from playwright.sync_api import expect
 
 from dashboard.services import templates as service
 
-from ..conftest import PASSWORD
+from .helpers import log_in
 
 pytestmark = pytest.mark.e2e
-
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args):
-    """Debian's chromium, headless (unless tests/e2e/conftest.py already says so)."""
-    return {**browser_type_launch_args, "executable_path": "/usr/bin/chromium",
-            "args": CHROMIUM_ARGS}
-
-
-def log_in(page, base: str, email: str) -> None:
-    """Log in through the real form."""
-    page.goto(f"{base}/login")
-    page.fill("input[name=email]", email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/")
 
 
 def test_edit_subject_see_preview_save_and_restore_previous_version(
