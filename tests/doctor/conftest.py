@@ -7,6 +7,7 @@ from dashboard.extensions import db
 from dashboard.models import Message
 from dashboard.services import messages
 from dashboard.services.sweep import sweep
+from tests.english import *  # noqa: F403 - the English fixtures
 
 ORDER_DATA = {"order_number": "ORD-7", "order_date": "1/3/2026", "total": "€ 120",
               "customer_name": "Bar Roma", "agent_name": "Marco",
@@ -50,32 +51,3 @@ def fault_relay(app):
     for server in started:
         server.stop()
     app.config.update(saved)
-
-
-@pytest.fixture(autouse=True)
-def english(app, monkeypatch):
-    """These tests read English words: services outside a request speak English here."""
-    from flask import g
-
-    monkeypatch.setitem(app.config, "BABEL_DEFAULT_LOCALE", "en")
-    g.pop("_flask_babel", None)
-    yield
-    g.pop("_flask_babel", None)
-
-
-@pytest.fixture
-def support_client(app, make_user, login):
-    """A client logged in as support, in English."""
-    return login(app.test_client(), make_user("support", language="en"))
-
-
-@pytest.fixture
-def admin_client(app, make_user, login):
-    """A client logged in as an admin, in English."""
-    return login(app.test_client(), make_user("admin", language="en"))
-
-
-@pytest.fixture
-def billing_client(app, make_user, login):
-    """A client logged in as billing, in English."""
-    return login(app.test_client(), make_user("billing", language="en"))
