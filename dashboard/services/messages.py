@@ -121,9 +121,14 @@ def parse_reference(value) -> str | None:
     return value or None
 
 
-def hold_reason(customer: Customer) -> str | None:
-    """Why mail for this customer cannot go now, or None when it can."""
-    if not settings.sending_enabled():
+def hold_reason(customer: Customer, sending_enabled: bool | None = None) -> str | None:
+    """Why mail for this customer cannot go now, or None when it can.
+
+    `sending_enabled` is the global switch when the caller has already read it (the sweep
+    reads it once per batch)."""
+    if sending_enabled is None:
+        sending_enabled = settings.sending_enabled()
+    if not sending_enabled:
         return "sending is off for everyone (Settings)"
     if not customer.sending_enabled:
         return f"sending is off for customer {customer.code}"

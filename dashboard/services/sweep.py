@@ -23,7 +23,7 @@ from ..extensions import db
 from ..models import Customer, Message, MessageEvent, Suppression, utcnow
 from . import compose, jobs, modes, settings, suppressions
 from .credentials import CredentialsError
-from .messages import release_held
+from .messages import hold_reason, release_held
 from .transport import Outcome, SmtpTransport
 
 log = logging.getLogger(__name__)
@@ -239,15 +239,8 @@ class _Batch:
         return None
 
     def hold_reason(self, customer: Customer) -> str | None:
-        """Why this customer's mail cannot go now, as messages.hold_reason says it."""
-        if not self.sending_enabled:
-            return "sending is off for everyone (Settings)"
-        if not customer.sending_enabled:
-            return f"sending is off for customer {customer.code}"
-        if customer.paused:
-            return (f"customer {customer.code} is paused: "
-                    f"{customer.paused_reason or 'processing blocked'}")
-        return None
+        """Why this customer's mail cannot go now, with the switch read for this batch."""
+        return hold_reason(customer, self.sending_enabled)
 
 
 def sweep(batch_size: int = 200, owner: str | None = None,
