@@ -8,7 +8,6 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
-from werkzeug.routing import BuildError
 
 from ..auth import roles
 from ..extensions import db
@@ -37,10 +36,7 @@ def _labels():
     """Labels and links used by this area's templates."""
 
     def message_url(public_id: str) -> str:
-        try:
-            return url_for("log.message", public_id=public_id)
-        except BuildError:
-            return f"/log/{public_id}"
+        return url_for("log.message", public_id=public_id)
 
     return {"reason_label": lambda r: str(REASON_LABELS.get(r, r)),
             "scope_label": lambda s: str(SCOPE_LABELS.get(s, s)),

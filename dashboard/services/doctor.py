@@ -17,7 +17,7 @@ from werkzeug.routing import BuildError
 from ..addresses import normalise
 from ..extensions import db
 from ..models import Customer, Message, Suppression, SuppressionRemoval, User, utcnow
-from . import ServiceError, audit, messages, settings, suppressions
+from . import ServiceError, messages, settings, suppressions
 
 MAX_MESSAGES = 50
 ACCEPTED = ("sent", "delivered", "opened")
@@ -344,26 +344,6 @@ def _active_suppressions(addresses: list[str], customer: Customer | None,
     return list(db.session.scalars(query))
 
 
-def removals_for(address: str) -> list[SuppressionRemoval]:
-    """Every past removal of an address from the suppression list, newest first."""
-    return list(db.session.scalars(
-        select(SuppressionRemoval).where(SuppressionRemoval.address == address)
-        .order_by(SuppressionRemoval.removed_at.desc(), SuppressionRemoval.id.desc())
-    ))
-
-
-def billable_since(address: str, now: datetime | None = None) -> SuppressionRemoval | None:
-    """The staff removal inside the billing window that makes one more lift billable, if any."""
-    now = now or utcnow()
-    window = timedelta(days=int(settings.get("billing_window_days")))
-    return db.session.scalars(
-        select(SuppressionRemoval).where(SuppressionRemoval.address == address,
-                                         SuppressionRemoval.automatic.is_(False),
-                                         SuppressionRemoval.removed_at >= now - window)
-        .order_by(SuppressionRemoval.removed_at.desc(), SuppressionRemoval.id.desc()).limit(1)
-    ).first()
-
-
 def _reason(entry: Suppression) -> str:
     labels = {"hard_bounce": _("hard bounce"), "soft_bounce": _("repeated soft bounces"),
               "complaint": _("spam complaint"), "manual": _("added by staff")}
@@ -387,7 +367,7 @@ def _suppression_verdict(addresses: list[str], entries: list[Suppression],
     """An active entry stops every message to the address: show why and since when."""
     history: list[str] = []
     for address in addresses:
-        for removal in removals_for(address)[:5]:
+        for removal in suppressions.history(address)[:5]:
             history.append(_("%(address)s was lifted on %(when)s: %(reason)s%(billable)s.",
                              address=address, when=_when(removal.removed_at),
                              reason=removal.reason,
@@ -414,7 +394,7 @@ def _suppression_verdict(addresses: list[str], entries: list[Suppression],
         if entry.expires_at:
             line += " " + _("until %(when)s", when=_when(entry.expires_at))
         evidence.append(line + ".")
-        previous = billable_since(entry.address, now)
+        previous = suppressions.preview_lift(entry, now).previous
         if previous is not None:
             evidence.append(_("Billable: %(address)s was already lifted on %(when)s, inside "
                               "the %(days)d-day billing window; lifting it again is invoiced "
@@ -518,58 +498,13 @@ def _nothing_verdict(address: str | None, reference: str | None, customer: Custo
 
 def lift(entry: Suppression, reason: str, customer: Customer | None, minutes: int,
          actor: User | None) -> SuppressionRemoval:
-    """Lift a suppression: through the suppressions service, or recorded here as a removal."""
-    shared = getattr(suppressions, "lift", None)
-    if shared is not None:
-        return shared(entry, customer=customer, reason=reason, ticket=None, minutes=minutes,
-                      actor=actor)
-    reason = (reason or "").strip()
-    if entry.lifted_at is not None:
-        raise ServiceError(_("This entry was already lifted."), "reason")
-    if customer is None:
-        raise ServiceError(_("Choose the customer who asked."), "customer")
-    if not reason:
-        raise ServiceError(_("A reason is required."), "reason")
-    if minutes is None or not 0 <= minutes <= 24 * 60:
-        raise ServiceError(_("Minutes must be between 0 and 1440."), "minutes")
-    now = utcnow()
-    billable = billable_since(entry.address, now) is not None
-    entry.lifted_at = now
-    removal = SuppressionRemoval(suppression=entry, address=entry.address,
-                                 customer_id=customer.id, reason=reason, minutes_spent=minutes,
-                                 billable=billable, removed_at=now,
-                                 removed_by_id=actor.id if actor else None)
-    db.session.add(removal)
-    db.session.flush()
-    audit.record("suppression.lift", actor, "suppression", entry.id,
-                 before={"lifted_at": None},
-                 after={"lifted_at": now.isoformat(), "removal_id": removal.id,
-                        "billable": billable, "minutes": minutes},
-                 note=reason, customer_id=customer.id)
-    db.session.commit()
-    return removal
+    """Lift a suppression from the doctor: the suppressions service's rules and records."""
+    return suppressions.lift(entry, customer=customer, reason=reason, ticket=None,
+                             minutes=minutes, actor=actor)
 
 
 def resend(original: Message, actor: User | None) -> Message:
-    """Resend a message: a new message with the original's content, linked to it."""
-    try:
-        from . import resend as resend_service
-    except ImportError:
-        resend_service = None
-    if resend_service is not None and hasattr(resend_service, "resend"):
-        return resend_service.resend(original, actor=actor)
-    from .messages import Attachment
-    from .render import Rendered
+    """Resend a message from the doctor: the Log's resend (refused while suppressed)."""
+    from . import resend as resend_service
 
-    rendered = Rendered(original.subject, original.html_body or "", original.text_body or "",
-                        original.template_version_id, original.template_source or "default")
-    files = [Attachment(a.filename, a.content_type, a.content) for a in original.attachments]
-    [message] = messages.store(original.customer, original.event, [original.recipient],
-                               original.reference, original.language, original.data or {},
-                               rendered, files, resend_of=original, actor=actor, commit=False)
-    audit.record("message.resend", actor, "message", message.public_id,
-                 before={"original": original.public_id},
-                 after={"message": message.public_id, "status": message.status},
-                 customer_id=original.customer_id)
-    db.session.commit()
-    return message
+    return resend_service.resend(original, actor=actor)

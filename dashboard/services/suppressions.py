@@ -305,30 +305,13 @@ def lift(entry: Suppression, customer: Customer | None, reason: str, ticket: str
 
 def resend(original: Message, actor: User | None) -> Message | None:
     """A new message with the original's rendered content, linked to it (never edited)."""
-    try:
-        from . import resend as resend_service
-    except ImportError:  # the Log's resend service is optional here
-        resend_service = None
-    if resend_service is not None:
-        try:
-            return resend_service.resend(original, actor, note="resent after lifting a "
-                                         "suppression", commit=False)
-        except resend_service.ResendRefused:
-            return None  # still suppressed in another scope: nothing to resend
-    from . import messages
-    from .render import Rendered
+    from . import resend as resend_service  # it imports this module
 
-    rendered = Rendered(original.subject, original.html_body or "", original.text_body or "",
-                        original.template_version_id, original.template_source or "default")
-    files = [messages.Attachment(a.filename, a.content_type, a.content)
-             for a in original.attachments]
-    [message] = messages.store(original.customer, original.event, [original.recipient],
-                               original.reference, original.language, original.data or {},
-                               rendered, files, resend_of=original, actor=actor, commit=False)
-    audit.record("message.resend", actor, "message", message.public_id,
-                 customer_id=original.customer_id,
-                 after={"resend_of": original.public_id, "status": message.status})
-    return message
+    try:
+        return resend_service.resend(original, actor, note="resent after lifting a "
+                                     "suppression", commit=False)
+    except resend_service.ResendRefused:
+        return None  # still suppressed in another scope: nothing to resend
 
 
 def expire_due(now: datetime | None = None, batch: int = 500) -> int:
