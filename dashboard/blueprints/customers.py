@@ -9,7 +9,6 @@ from flask import Blueprint, abort, flash, redirect, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import func, select
-from werkzeug.routing import BuildError
 
 from ..addresses import normalise
 from ..auth import roles
@@ -69,11 +68,8 @@ def _standard_senders() -> list[tuple[str, str]]:
 
 
 def _log_url(message: Message) -> str:
-    """The message's page in the log (built by the log area)."""
-    try:
-        return url_for("log.message", public_id=message.public_id)
-    except BuildError:
-        return f"/log/{message.public_id}"
+    """The message's page in the log."""
+    return url_for("log.message", public_id=message.public_id)
 
 
 def _context(customer: Customer, posted: dict | None = None, errors: dict | None = None,

@@ -8,7 +8,6 @@ from flask import Blueprint, abort, flash, redirect, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
-from werkzeug.routing import BuildError
 
 from ..auth import roles
 from ..extensions import db, htmx
@@ -46,10 +45,7 @@ def _version(customer: Customer, event: str, language: str, number: int) -> Temp
 
 def _log_url(message: Message) -> str:
     """The message's page in the log."""
-    try:
-        return url_for("log.message", public_id=message.public_id)
-    except BuildError:
-        return f"/log/{message.public_id}"
+    return url_for("log.message", public_id=message.public_id)
 
 
 def _errors_by_part(errors) -> dict[str, list]:

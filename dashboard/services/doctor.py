@@ -88,7 +88,7 @@ class Diagnosis:
 
 
 def url_or_none(endpoint: str, **values) -> str | None:
-    """url_for, or None while the endpoint does not exist (areas are built in parallel)."""
+    """url_for, or None outside a request (the service also runs from tests and scripts)."""
     try:
         return url_for(endpoint, **values)
     except (BuildError, RuntimeError):
@@ -357,8 +357,7 @@ def _suggested_customer(entry: Suppression, found: list[Message]) -> Customer | 
     sender = next((m.customer for m in found if m.recipient == entry.address), None)
     if sender is not None:
         return sender
-    suggest = getattr(suppressions, "suggested_customer", None)
-    return suggest(entry) if suggest is not None else None
+    return suppressions.suggested_customer(entry)
 
 
 def _suppression_verdict(addresses: list[str], entries: list[Suppression],
