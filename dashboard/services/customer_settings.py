@@ -6,7 +6,6 @@ import hashlib
 import logging
 import re
 import ssl
-from datetime import UTC, datetime
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
@@ -29,7 +28,6 @@ DEFAULT_TIMEOUT = 30
 MAX_PEM = 64 * 1024
 HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,253}[A-Za-z0-9])?$|^\[?[0-9A-Fa-f:.]+\]?$")
 TEST_EVENT = "document_sent"
-FRONT_OF_QUEUE = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class SettingsInvalid(ServiceError):
@@ -302,14 +300,7 @@ def send_test(customer: Customer, to: str, actor: User | None = None) -> Message
                  after={"to": address, "sending_mode": customer.sending_mode},
                  customer_id=customer.id)
     db.session.commit()
-    if message.status != "queued":
-        return message
-    # First in line for one sweep pass of exactly one message: the real queue and transport.
-    message.next_attempt_at = FRONT_OF_QUEUE
-    db.session.commit()
-    sweep.sweep(max_messages=1)
-    db.session.refresh(message)
-    return message
+    return sweep.send_now(message)
 
 
 def set_open_tracking(customer: Customer, enabled: bool, actor: User | None = None) -> None:

@@ -13,7 +13,7 @@ import random
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import and_, bindparam, or_, select, update
@@ -481,3 +481,19 @@ def _record(message: Message, customer: Customer, outcome: Outcome, batch: _Batc
     return _event(message, "deferred", code=outcome.code, text=text, at=now, detail=detail,
                   data={"next_attempt_at": next_at.isoformat()})
 
+
+FRONT_OF_QUEUE = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def send_now(message: Message) -> Message:
+    """Put a queued message first in line and run one sweep pass of exactly that message
+    (test emails: the real queue and transport, now); returns it, reloaded, with its outcome.
+    A held or suppressed message is returned as it is, never forced out."""
+    if message.status != "queued":
+        return message
+    message.next_attempt_at = FRONT_OF_QUEUE
+    db.session.commit()
+    message_id = message.id
+    sweep(max_messages=1)
+    db.session.expire_all()  # the sweep wrote the outcome on its own connection
+    return db.session.get(Message, message_id)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import difflib
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from flask_babel import gettext as _
 from sqlalchemy import select
@@ -22,7 +21,6 @@ from . import ServiceError, audit, messages, render, sweep
 
 MAX_SAMPLE_BYTES = 64 * 1024
 TEST_REFERENCE = "template-test"
-FRONT_OF_QUEUE = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class TemplateInvalid(ServiceError):
@@ -302,15 +300,7 @@ def send_test(customer: Customer, event: str, language: str, source: dict, data:
                  after={"to": address, "source": origin}, note=f"{event}/{language}",
                  customer_id=customer.id)
     db.session.commit()
-    if message.status != "queued":  # held or suppressed: shown as such, never forced out
-        return message
-    # First in line for one sweep pass of exactly one message: the real queue and transport.
-    message.next_attempt_at = FRONT_OF_QUEUE
-    db.session.commit()
-    message_id = message.id
-    sweep.sweep(max_messages=1)
-    db.session.expire_all()  # the sweep may have written (or detached) our instance
-    return db.session.get(Message, message_id)
+    return sweep.send_now(message)
 
 
 def _same_as_default(source: dict, event: str, language: str) -> bool:
