@@ -4,8 +4,11 @@ searches run in another process. Prints the purge time and the searches' latenci
     python bench/purge.py                                   # SQLite file in /tmp
     python bench/purge.py --database postgresql+psycopg://postgres@127.0.0.1/postino_h7_bench
 
-Seeding is set-based SQL (recursive CTE / generate_series), so it takes seconds, not hours.
+Seeding is set-based SQL (recursive CTE / generate_series), so it takes minutes, not hours.
 The PostgreSQL database is emptied (schema dropped) first: give it a throwaway database.
+The seeded data is kept as a pristine copy (`<file>.seed` for SQLite, database `<name>_seed`
+on PostgreSQL, which needs the CREATEDB right); `--reuse` starts from that copy instead of
+seeding again, so a change to the purge can be measured several times on the same data.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import argparse
 import multiprocessing as mp
 import os
 import random
+import shutil
 import statistics
 import sys
 import time
@@ -50,6 +54,67 @@ def fresh_schema(app, url: str) -> None:
             db.session.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
             db.session.commit()
         upgrade()
+
+
+def _sqlite_path(url: str) -> Path | None:
+    return Path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else None
+
+
+def _admin(url: str):
+    """An AUTOCOMMIT engine on the server's `postgres` database (CREATE/DROP DATABASE)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    return create_engine(make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+
+
+def restore(url: str) -> bool:
+    """Put the pristine seeded copy in place; False when there is none yet."""
+    from sqlalchemy.engine import make_url
+
+    path = _sqlite_path(url)
+    if path is not None:
+        seed_copy = Path(str(path) + ".seed")
+        if not seed_copy.exists():
+            return False
+        for suffix in ("-wal", "-shm"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+        shutil.copyfile(seed_copy, path)
+        return True
+    name = make_url(url).database
+    engine = _admin(url)
+    with engine.connect() as conn:
+        if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"),
+                            {"n": f"{name}_seed"}).scalar():
+            return False
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{name}_seed"'))
+    engine.dispose()
+    return True
+
+
+def keep_seed(app, url: str) -> None:
+    """Copy the freshly seeded database aside for later `--reuse` runs."""
+    from sqlalchemy.engine import make_url
+
+    from dashboard.extensions import db
+
+    with app.app_context():
+        db.engine.dispose()
+    path = _sqlite_path(url)
+    if path is not None:
+        with app.app_context():
+            with db.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            db.engine.dispose()
+        shutil.copyfile(path, str(path) + ".seed")
+        return
+    name = make_url(url).database
+    engine = _admin(url)
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}_seed" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}_seed" TEMPLATE "{name}"'))
+    engine.dispose()
 
 
 def seed(app, expired: int, recent: int, events: int) -> dict:
@@ -157,14 +222,22 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=1_000_000, help="expired messages")
     parser.add_argument("--recent", type=int, default=100_000, help="messages kept")
     parser.add_argument("--events", type=int, default=2, help="events per message")
+    parser.add_argument("--reuse", action="store_true",
+                        help="start from the copy kept by an earlier run (same sizes)")
     args = parser.parse_args()
     os.environ.setdefault("BENCH_FERNET_KEY", Fernet.generate_key().decode())
 
-    app = make_app(args.database)
-    fresh_schema(app, args.database)
-    totals = seed(app, args.messages, args.recent, args.events)
-    print(f"seeded {totals['messages']:,} messages and {totals['events']:,} events "
-          f"in {totals['seed_seconds']} s ({app.config['SQLALCHEMY_DATABASE_URI'].split(':')[0]})")
+    kind = args.database.split(":")[0]
+    if args.reuse and restore(args.database):
+        app = make_app(args.database)
+        print(f"restored the seeded copy ({kind})")
+    else:
+        app = make_app(args.database)
+        fresh_schema(app, args.database)
+        totals = seed(app, args.messages, args.recent, args.events)
+        print(f"seeded {totals['messages']:,} messages and {totals['events']:,} events "
+              f"in {totals['seed_seconds']} s ({kind})")
+        keep_seed(app, args.database)
 
     ctx = mp.get_context("spawn")
     stop, ready, results = ctx.Event(), ctx.Event(), ctx.Queue()

@@ -84,9 +84,46 @@ def _qp(text: str) -> bytes:
                            header=False).replace(b"\n", b"\r\n")
 
 
-def _text_part(subtype: str, text: str) -> bytes:
+def _part_head(subtype: str) -> bytes:
     return (f"Content-Type: text/{subtype}; charset=\"utf-8\"\r\n"
-            f"Content-Transfer-Encoding: quoted-printable\r\n\r\n").encode() + _qp(text)
+            f"Content-Transfer-Encoding: quoted-printable\r\n\r\n").encode()
+
+
+def _text_part(subtype: str, text: str) -> bytes:
+    return _part_head(subtype) + _qp(text)
+
+
+# All recipients of one notification share its bodies: encode each body once. Quoted-
+# printable works line by line, so halves cut at a line break encode to the same bytes
+# as the whole.
+@lru_cache(maxsize=64)
+def _qp_cached(text: str) -> bytes:
+    return _qp(text)
+
+
+@lru_cache(maxsize=64)
+def _html_halves(html: str) -> tuple[bytes, bytes] | None:
+    from . import tracking
+
+    halves = tracking.split_at_body_end(html)
+    if halves is None:
+        return None
+    return _qp(halves[0]), _qp(halves[1])
+
+
+def _html_part(message: Message, open_tracking: bool) -> bytes:
+    """The HTML part; with the open-tracking pixel (on a line of its own) when wanted."""
+    html = message.html_body
+    if open_tracking:
+        from . import tracking
+
+        if tracking.wants_pixel(message):
+            halves = _html_halves(html)
+            if halves is None:
+                return _text_part("html", tracking.add_pixel(html, message))
+            return _part_head("html") + halves[0] + _qp(tracking.pixel_tag(message)) \
+                + halves[1]
+    return _part_head("html") + _qp_cached(html)
 
 
 def _filename_param(filename: str) -> str:
@@ -138,15 +175,9 @@ def build_bytes(message: Message, attachments=None, open_tracking: bool = False)
         head.append(_header("X-Postino-Reference", message.reference))
     head.append(_header("X-Postino-Event", message.event))
     head.append(b"MIME-Version: 1.0\r\n")
-    body = _text_part("plain", message.text_body or "")
+    body = _part_head("plain") + _qp_cached(message.text_body or "")
     if message.html_body:
-        html = message.html_body
-        if open_tracking:
-            from . import tracking
-
-            if tracking.wants_pixel(message):
-                html = tracking.add_pixel(html, message)
-        body = _multipart("alternative", [body, _text_part("html", html)])
+        body = _multipart("alternative", [body, _html_part(message, open_tracking)])
     if files:
         body = _multipart("mixed", [body, *(_attachment_part(f) for f in files)])
     return b"".join(head) + body

@@ -12,15 +12,18 @@ import logging
 import random
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import and_, bindparam, or_, select, update
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from ..extensions import db
-from ..models import Customer, Message, MessageEvent, Suppression, utcnow
+from ..models import Customer, Message, MessageAttachment, MessageEvent, Suppression, utcnow
 from . import compose, jobs, modes, settings, suppressions
 from .credentials import CredentialsError
 from .messages import hold_reason, release_held
@@ -63,11 +66,19 @@ def _lease_seconds() -> int:
     return max(1, int(current_app.config.get("POSTINO_LEASE_SECONDS", 300)))
 
 
-def _due_filter(now):
-    return or_(
-        and_(Message.status.in_(DUE_STATUSES), Message.next_attempt_at <= now),
-        and_(Message.status == "sending", Message.lease_expires_at < now),
-    )
+def _due_queries(now, limit: int) -> list:
+    """One query per kind of due row, each read in index order and stopped at `limit`:
+    queued and deferred rows by (status, next_attempt_at), then rows whose lease expired.
+    A single OR-ed query would sort every due row on each claim (SQLite), which grows with
+    the queue."""
+    ordered = (Message.next_attempt_at, Message.id)
+    queries = [select(Message.id, Message.next_attempt_at)
+               .where(Message.status == status, Message.next_attempt_at <= now)
+               .order_by(*ordered).limit(limit) for status in DUE_STATUSES]
+    queries.append(select(Message.id, Message.next_attempt_at)
+                   .where(Message.status == "sending", Message.lease_expires_at < now)
+                   .order_by(*ordered).limit(limit))
+    return [_lockable(query) for query in queries]
 
 
 def _lockable(query):
@@ -78,21 +89,28 @@ def _lockable(query):
 
 
 def claim(owner: str, limit: int, now=None) -> list[int]:
-    """Claim up to `limit` due messages for `owner`; returns their ids."""
+    """Claim up to `limit` due messages for `owner`, earliest first; returns their ids."""
     now = now or utcnow()
-    due = _lockable(select(Message.id).where(_due_filter(now))
-                    .order_by(Message.next_attempt_at, Message.id).limit(limit))
-    db.session.execute(
-        update(Message).where(Message.id.in_(due.scalar_subquery()))
+    far = datetime.max.replace(tzinfo=UTC)
+    rows = [row for query in _due_queries(now, limit) for row in db.session.execute(query)]
+    rows.sort(key=lambda row: (row.next_attempt_at or far, row.id))
+    ids = [row.id for row in rows[:limit]]
+    if not ids:
+        db.session.commit()
+        return []
+    # The rows are locked (PostgreSQL) or the database is ours until COMMIT (SQLite: the
+    # first read took no write lock, so the UPDATE re-checks that each row is still due).
+    claimed = db.session.scalars(
+        update(Message).where(Message.id.in_(ids), or_(
+            and_(Message.status.in_(DUE_STATUSES), Message.next_attempt_at <= now),
+            and_(Message.status == "sending", Message.lease_expires_at < now)))
         .values(status="sending", lease_owner=owner,
                 lease_expires_at=now + timedelta(seconds=_lease_seconds()))
+        .returning(Message.id)
         .execution_options(synchronize_session=False)
-    )
+    ).all()
     db.session.commit()
-    return list(db.session.scalars(
-        select(Message.id).where(Message.lease_owner == owner, Message.status == "sending")
-        .order_by(Message.next_attempt_at, Message.id)
-    ))
+    return claimed
 
 
 def renew_lease(owner: str) -> int:
@@ -192,28 +210,42 @@ class _Batch:
     schedule: list
     suppressed: dict[str, list[Suppression]] = field(default_factory=dict)
     connection: object = None  # where outcomes are written (see _save)
-    reattach: list[Message] = field(default_factory=list)  # objects the caller already held
+    reattach: list[Message] = field(default_factory=list)  # the caller's copies of them
 
     @classmethod
     def load(cls, ids: list[int], owner: str) -> _Batch:
-        """The claimed rows (customers and attachments joined) and the settings in force."""
-        held_by_caller = {key[1][0] for key in db.session.identity_map.keys()
-                          if key[0] is Message}
-        rows = db.session.scalars(
-            select(Message)
-            .options(joinedload(Message.customer), selectinload(Message.attachments))
-            .where(Message.id.in_(ids), Message.lease_owner == owner,
-                   Message.status == "sending")
-            .order_by(Message.next_attempt_at, Message.id)).unique().all()
+        """The claimed rows (with customer and attachments) and the settings in force.
+
+        The messages are read by a session of their own and come out detached: their
+        outcome is written by two statements on a connection of its own (see _Outcomes),
+        not by the ORM's unit of work, which costs more than the SMTP exchange itself.
+        Customers stay in the sweep's session (a pause or an auth-failure count is saved
+        through it).
+        """
+        with Session(db.engine, expire_on_commit=False) as reader:
+            rows = reader.scalars(
+                select(Message).where(Message.id.in_(ids), Message.lease_owner == owner,
+                                      Message.status == "sending")
+                .order_by(Message.next_attempt_at, Message.id)).all()
+            files: dict[int, list] = {}
+            for attachment in reader.scalars(select(MessageAttachment).where(
+                    MessageAttachment.message_id.in_([m.id for m in rows]))
+                    .order_by(MessageAttachment.id)):
+                files.setdefault(attachment.message_id, []).append(attachment)
+        # closing the reader detached them, loaded (a rollback would have expired them)
+        customer_ids = sorted({m.customer_id for m in rows})
+        customers = {c.id: c for c in db.session.scalars(
+            select(Customer).where(Customer.id.in_(customer_ids)))} if rows else {}
         for message in rows:
-            # Detached: the outcome is written by two Core statements (_save), not by the
-            # ORM's unit of work, which costs more than the SMTP exchange itself.
-            db.session.expunge(message)
+            set_committed_value(message, "customer", customers[message.customer_id])
+            set_committed_value(message, "attachments", files.get(message.id, []))
         batch = cls(rows, settings.sending_enabled(),
                     timedelta(hours=float(settings.get("max_age_hours"))),
                     list(settings.get("retry_schedule") or DEFAULT_SCHEDULE))
-        # Objects the caller already held go back into the session after the sweep.
-        batch.reattach = [m for m in rows if m.id in held_by_caller]
+        # Copies the caller holds in its session are reloaded after the sweep.
+        batch.reattach = [held for held in (
+            db.session.identity_map.get(identity_key(Message, m.id)) for m in rows)
+            if held is not None]
         recipients = sorted({m.recipient for m in rows})
         if recipients:
             now = utcnow()
@@ -260,15 +292,17 @@ def sweep(batch_size: int = 200, owner: str | None = None,
     # Each message's outcome is committed alone; keeping the rest of the batch loaded
     # across those commits saves a reload query per message.
     session.expire_on_commit = False
-    # Outcomes go through a connection of their own, one short transaction per message:
-    # cheaper than the session's per-commit bookkeeping, and the same guarantee.
-    outcomes = _Outcomes()
+    # Outcomes go through a connection (and a thread) of their own, one short transaction
+    # per message: cheaper than the session's per-commit bookkeeping, overlapped with the
+    # next SMTP exchange, and the same guarantee (see _Outcomes).
+    outcomes = _Outcomes(db.engine)
     handled = 0
     reattach: list[Message] = []
     try:
         while max_messages is None or handled < max_messages:
             limit = batch_size if max_messages is None else min(batch_size, max_messages - handled)
             lease_end = time.monotonic() + lease  # taken before the claim: conservative
+            outcomes.wait()
             ids = claim(owner, limit)
             if not ids:
                 break
@@ -280,21 +314,24 @@ def sweep(batch_size: int = 200, owner: str | None = None,
                     if time.monotonic() >= lease_end:
                         break  # we stalled past our lease: the rest may be someone else's
                     renewed_at = time.monotonic()
+                    outcomes.wait()
                     renew_lease(owner)
                     lease_end = renewed_at + lease
                 _process(message, batch, transports, result)
                 handled += 1
             else:
                 continue
+            outcomes.wait()
             release_claims(owner)
+        outcomes.wait()
     finally:
         transports.close()
         outcomes.close()
         session.expire_on_commit = expire_on_commit
         db.session.rollback()
         for message in reattach:  # the caller's objects stay usable, reloaded on access
-            db.session.add(message)
-            db.session.expire(message)
+            if message in db.session:
+                db.session.expire(message)
         release_claims(owner)
     return result
 
@@ -321,7 +358,10 @@ def _process(message: Message, batch: _Batch, transports: _Transports,
         events.append(_event(message, "suppressed", detail=message.status_reason, at=now))
         result.suppressed += 1
     else:
-        outcome = _send(message, customer, transports)
+        outcome = _send(message, customer, transports, batch.connection)
+        # the previous outcome is committed before the session may write (a suppression, a
+        # paused customer), so the two connections never wait on each other's lock
+        batch.connection.wait()
         events.append(_record(message, customer, outcome, batch, result))
     _save(message, events, batch.connection)
 
@@ -372,17 +412,41 @@ class _Statement:
 
 
 class _Outcomes:
-    """Writes each outcome in one short transaction on a connection of its own."""
+    """Writes each outcome (UPDATE + timeline rows, one transaction) on a thread of its own.
 
-    def __init__(self):
-        self.connection = db.engine.connect()
-        dialect = db.engine.dialect
+    The write of message N overlaps with the building of message N+1 and its MAIL/RCPT
+    exchange; `wait()` is called before N+1's DATA (and before the sweep's own session
+    writes), so at any moment at most one delivered message lacks its committed outcome:
+    a killed worker still re-sends at most the one message that was in flight. The thread
+    spends its time in the database driver, which releases the GIL, while the sweep waits
+    for the SMTP server's replies.
+    """
+
+    def __init__(self, engine):
+        self._engine = engine
+        self._connection = None  # opened, used and closed on the writer thread only
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sweep-outcomes")
+        self._pending: Future | None = None
+        dialect = engine.dialect
         self.update = _Statement(_SAVE_MESSAGE, dialect)
         self.insert = _Statement(_SAVE_EVENT, dialect, column_keys=list(_EVENT_KEYS))
 
     def save(self, values: dict, events: list[dict]) -> None:
+        """Queue the write; the previous one is finished first (and its error raised)."""
+        self.wait()
+        self._pending = self._executor.submit(self._write, values, events)
+
+    def wait(self) -> None:
+        """Block until every queued outcome is committed; raise the write's error, if any."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def _write(self, values: dict, events: list[dict]) -> None:
         """UPDATE the message, INSERT its events, COMMIT: all or nothing."""
-        raw = self.connection.connection.dbapi_connection
+        if self._connection is None:
+            self._connection = self._engine.connect()
+        raw = self._connection.connection.dbapi_connection
         cursor = raw.cursor()
         try:
             cursor.execute(self.update.sql, self.update.params(values))
@@ -395,15 +459,30 @@ class _Outcomes:
         finally:
             cursor.close()
 
+    def _close_connection(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
     def close(self) -> None:
-        self.connection.close()
+        """Finish the queued write (logging, not raising, its error) and stop the thread."""
+        try:
+            self.wait()
+        except Exception:
+            log.exception("sweep: the last outcome could not be written; the message stays "
+                          "claimed and is sent again when its lease expires")
+        finally:
+            if self._connection is not None:  # set by the writer thread, which is idle now
+                self._executor.submit(self._close_connection).result()
+            self._executor.shutdown(wait=True)
 
 
 def _save(message: Message, events: list[dict], outcomes: _Outcomes) -> None:
-    """Write the message's new state and its timeline rows, and commit them at once."""
+    """Write the message's new state and its timeline rows (committed by the writer)."""
     if db.session().in_transaction():
         # a suppression, a paused customer…: those go first (and on SQLite the session
         # must not hold the write lock while the other connection writes)
+        outcomes.wait()
         db.session.commit()
     message.updated_at = utcnow()
     values = {f"new_{name}": getattr(message, name) for name in (*_SAVED_COLUMNS, "updated_at")}
@@ -411,14 +490,16 @@ def _save(message: Message, events: list[dict], outcomes: _Outcomes) -> None:
     outcomes.save(values, events)
 
 
-def _send(message: Message, customer: Customer, transports: _Transports) -> Outcome:
+def _send(message: Message, customer: Customer, transports: _Transports,
+          outcomes: _Outcomes) -> Outcome:
     try:
         transport = transports.get(customer)
     except CredentialsError as exc:
         return Outcome("deferred", None, exc.message)
     data = compose.build_bytes(message, open_tracking=True)
     envid = message.public_id if customer.sending_mode != "customer_smtp" else None
-    return transport.send(message.envelope_from, message.recipient, data, dsn_envid=envid)
+    return transport.send(message.envelope_from, message.recipient, data, dsn_envid=envid,
+                          before_data=outcomes.wait)
 
 
 def _finish(message: Message, status: str, status_reason: str | None = None) -> None:

@@ -6,8 +6,10 @@ Mail Privacy Protection, Gmail's image proxy) fetch the pixel without a person r
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 from datetime import datetime
+from functools import lru_cache
 
 from flask import current_app
 from itsdangerous import BadSignature, Signer
@@ -24,13 +26,12 @@ _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 
 
 def _signer() -> Signer:
-    return Signer(current_app.config["SECRET_KEY"], salt=SALT, digest_method=_sha256())
+    return _signer_for(current_app.config["SECRET_KEY"])
 
 
-def _sha256():
-    import hashlib
-
-    return hashlib.sha256
+@lru_cache(maxsize=4)
+def _signer_for(secret_key: str) -> Signer:
+    return Signer(secret_key, salt=SALT, digest_method=hashlib.sha256)
 
 
 def token_for(message: Message) -> str:
@@ -52,15 +53,31 @@ def pixel_url(message: Message) -> str:
     return f"{base}/o/{token_for(message)}.gif"
 
 
-def add_pixel(html: str, message: Message) -> str:
-    """`html` with the pixel just before </body> (or at the end when there is none)."""
-    img = (f'<img src="{pixel_url(message)}" width="1" height="1" alt="" '
-           f'style="display:block;width:1px;height:1px;border:0;margin:0;padding:0">')
+def pixel_tag(message: Message) -> str:
+    """The <img> of this message's pixel."""
+    return (f'<img src="{pixel_url(message)}" width="1" height="1" alt="" '
+            f'style="display:block;width:1px;height:1px;border:0;margin:0;padding:0">')
+
+
+def split_at_body_end(html: str) -> tuple[str, str] | None:
+    """(everything before the last </body>, ending with a line break; the rest), or None
+    when there is no </body>. The pixel goes on a line of its own between the two, so the
+    sending path can encode the two halves once for every recipient of the same body."""
+    html = html.replace("\r\n", "\n").replace("\r", "\n")
     matches = list(_BODY_END.finditer(html))
     if not matches:
-        return html + img
+        return None
     at = matches[-1].start()
-    return html[:at] + img + html[at:]
+    head = html[:at]
+    return (head if head.endswith("\n") else head + "\n"), html[at:]
+
+
+def add_pixel(html: str, message: Message) -> str:
+    """`html` with the pixel on its own line just before </body> (or at the end)."""
+    halves = split_at_body_end(html)
+    if halves is None:
+        return html + pixel_tag(message)
+    return halves[0] + pixel_tag(message) + "\n" + halves[1]
 
 
 def wants_pixel(message: Message) -> bool:

@@ -6,6 +6,7 @@ Postino needs to tell a refused recipient (failed) from a busy server (deferred)
 """
 from __future__ import annotations
 
+import re
 import smtplib
 import socket
 import ssl
@@ -145,19 +146,24 @@ class SmtpTransport:
 
     # -- sending ----------------------------------------------------------------------
     def send(self, envelope_from: str, recipient: str, data: bytes,
-             dsn_envid: str | None = None) -> Outcome:
-        """Send one message to one recipient; every failure becomes an Outcome, never raised."""
+             dsn_envid: str | None = None, before_data=None) -> Outcome:
+        """Send one message to one recipient; every failure becomes an Outcome, never raised.
+
+        `before_data`, when given, is called once the recipient is accepted and before DATA,
+        the point after which the message may be delivered (the sweep waits there for the
+        previous message's outcome to be committed); what it raises is not caught.
+        """
         reused = self.smtp is not None
-        outcome = self._attempt(envelope_from, recipient, data, dsn_envid)
+        outcome = self._attempt(envelope_from, recipient, data, dsn_envid, before_data)
         if reused and self._stale:
             # The server had closed the reused connection (idle timeout, per-connection
             # limit) before our MAIL FROM: nothing was delivered, so one fresh try is safe.
             # Never after RCPT/DATA began: a retry there could deliver the message twice.
-            outcome = self._attempt(envelope_from, recipient, data, dsn_envid)
+            outcome = self._attempt(envelope_from, recipient, data, dsn_envid, before_data)
         return outcome
 
     def _attempt(self, envelope_from: str, recipient: str, data: bytes,
-                 dsn_envid: str | None) -> Outcome:
+                 dsn_envid: str | None, before_data=None) -> Outcome:
         self._stale = False
         try:
             smtp = self.smtp or self.connect()
@@ -185,16 +191,18 @@ class SmtpTransport:
             rcpt_options = ["NOTIFY=SUCCESS,FAILURE,DELAY"]
         stage = "mail"
         try:
-            code, reply = smtp.mail(envelope_from, mail_options)
+            code, reply = _mail(smtp, envelope_from, mail_options)
             if code != 250:
                 self._stale = code == 421  # "closing transmission channel"
                 return self._refused(code, reply, stage)
             stage = "rcpt"
-            code, reply = smtp.rcpt(recipient, rcpt_options)
+            code, reply = _rcpt(smtp, recipient, rcpt_options)
             if code not in (250, 251):
                 return self._refused(code, reply, stage)
+            if before_data is not None:
+                before_data()
             stage = "data"
-            code, reply = smtp.data(data)
+            code, reply = _data(smtp, data)
         except smtplib.SMTPDataError as exc:  # the server refused DATA itself (no 354)
             return self._refused(exc.smtp_code, exc.smtp_error, stage)
         except (smtplib.SMTPServerDisconnected, ConnectionResetError, BrokenPipeError) as exc:
@@ -233,6 +241,45 @@ class SmtpTransport:
             self.smtp.rset()
         except (OSError, smtplib.SMTPException):
             self.close()
+
+
+# -- the commands of one message --------------------------------------------------------
+# smtplib's mail()/rcpt() re-parse each address with email.utils.parseaddr and data()
+# dot-stuffs with a regular expression: together about a fifth of what a send costs us.
+# Plain addresses (what the API and the VERP sender produce) are sent as they are, others
+# go through smtplib; DATA does what smtplib does for bytes, stuffing with one replace.
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]+@[A-Za-z0-9.\-]+")
+
+
+def _mail(smtp: smtplib.SMTP, sender: str, options: list[str]) -> tuple[int, bytes]:
+    if not _PLAIN_ADDRESS.fullmatch(sender) or any(o.lower() == "smtputf8" for o in options):
+        return smtp.mail(sender, options)
+    optionlist = " " + " ".join(options) if options and smtp.does_esmtp else ""
+    smtp.putcmd("mail", f"FROM:<{sender}>{optionlist}")
+    return smtp.getreply()
+
+
+def _rcpt(smtp: smtplib.SMTP, recipient: str, options: list[str]) -> tuple[int, bytes]:
+    if not _PLAIN_ADDRESS.fullmatch(recipient):
+        return smtp.rcpt(recipient, options)
+    optionlist = " " + " ".join(options) if options and smtp.does_esmtp else ""
+    smtp.putcmd("rcpt", f"TO:<{recipient}>{optionlist}")
+    return smtp.getreply()
+
+
+def _data(smtp: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
+    """smtplib's DATA for bytes (sent as they are), dot-stuffed with one replace."""
+    smtp.putcmd("data")
+    code, reply = smtp.getreply()
+    if code != 354:
+        raise smtplib.SMTPDataError(code, reply)
+    stuffed = data.replace(b"\n.", b"\n..")  # what smtplib's (?m)^\. substitution does
+    if stuffed.startswith(b"."):
+        stuffed = b"." + stuffed
+    if not stuffed.endswith(b"\r\n"):
+        stuffed += b"\r\n"
+    smtp.send(stuffed + b".\r\n")
+    return smtp.getreply()
 
 
 def _describe(exc: BaseException, settings: SmtpSettings) -> str:

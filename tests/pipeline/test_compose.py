@@ -2,9 +2,11 @@
 from email import message_from_bytes, policy
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dashboard.models import Message, MessageAttachment, utcnow
-from dashboard.services import compose
+from dashboard.services import compose, tracking
 
 TEXT = ("Gentile cliente, l'ordine è chiuso.\n.a line starting with a dot\n"
         + "una riga molto lunga " * 20 + "\n\ttab and trailing space \nfine\n")
@@ -62,3 +64,23 @@ def test_a_line_break_smuggled_into_a_header_is_refused():
     """Values reaching headers are checked here too: CR/LF never makes a new header."""
     with pytest.raises(ValueError):
         compose.build_bytes(_message(subject="hi\r\nBcc: victim@example.com"), [])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from("ab= \t\r\n.è<>/"), max_size=300),
+       st.text(alphabet=st.sampled_from("ab= \t\r\n.è<>/"), max_size=120),
+       st.sampled_from(["</body>", "</BODY >", ""]))
+def test_the_pixel_path_encodes_exactly_like_the_whole_html(before, after, body_end):
+    """The sending path encodes the two halves around the pixel once per body: the bytes
+    must be those of encoding the whole HTML with the pixel in it."""
+    html = before + body_end + after
+    tag = '<img src="https://postino.example.com/o/abc.def.gif" width="1" height="1" alt="">'
+    halves = tracking.split_at_body_end(html)
+    if not body_end and "</body>" not in html.lower():
+        assert halves is None
+        return
+    head, tail = halves
+    assert head.endswith("\n") and tail.lower().startswith("</body")
+    whole = head + tag + "\n" + tail
+    encoded = compose._html_halves(html)
+    assert encoded[0] + compose._qp(tag) + encoded[1] == compose._qp(whole)
