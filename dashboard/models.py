@@ -260,9 +260,8 @@ class Message(db.Model):
         Index("ix_message_due", "status", "next_attempt_at"),
         Index("ix_message_created", "created_at", "id"),
         Index("ix_message_customer_status_created", "customer_id", "status", "created_at"),
-        Index("ix_message_reference", "reference"),
-        Index("ix_message_recipient", "recipient"),
         # Log search (issue 6): prefix ranges served newest first; pattern ops on PostgreSQL
+        # (text_pattern_ops serves = too: exact recipient and reference lookups use these)
         # so a byte-wise range (~>=~ / ~<~) uses the index whatever the database collation.
         Index("ix_message_reference_norm_created", "reference_norm", "created_at", "id",
               postgresql_ops={"reference_norm": "text_pattern_ops"}),

@@ -64,15 +64,18 @@ def truncate_all() -> None:
     if db.engine.dialect.name == "postgresql":
         _empty_postgresql(tables)
     else:
-        db.session.execute(text("PRAGMA foreign_keys=OFF"))
-        for table in tables:
-            db.session.execute(text(f'DELETE FROM "{table}"'))
-        db.session.execute(text("PRAGMA foreign_keys=ON"))
-    db.session.commit()
-    if db.engine.dialect.name != "postgresql":
-        # The PRAGMA above ran inside the DELETEs' transaction, where SQLite ignores it.
-        db.session.execute(text("PRAGMA foreign_keys=ON"))
+        # One connection throughout, the PRAGMAs outside the DELETEs' transaction (SQLite
+        # ignores them inside one): no pooled connection is left with foreign keys off.
         db.session.commit()
+        with db.engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
+            for table in tables:
+                connection.exec_driver_sql(f'DELETE FROM "{table}"')
+            connection.commit()
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            connection.commit()
+    db.session.commit()
 
 
 @pytest.fixture(scope="session")

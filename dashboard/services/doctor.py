@@ -16,7 +16,15 @@ from werkzeug.routing import BuildError
 
 from ..addresses import normalise
 from ..extensions import db
-from ..models import Customer, Message, Suppression, SuppressionRemoval, User, utcnow
+from ..models import (
+    Customer,
+    Message,
+    Suppression,
+    SuppressionRemoval,
+    User,
+    normalise_reference,
+    utcnow,
+)
 from . import ServiceError, messages, settings, suppressions
 
 MAX_MESSAGES = 50
@@ -129,8 +137,9 @@ def find_messages(address: str | None, reference: str | None, customer: Customer
     query = select(Message).where(Message.created_at >= since)
     if address:
         query = query.where(Message.recipient == address)
-    if reference:
-        query = query.where(Message.reference == reference)
+    if reference:  # the normalised column is the indexed one
+        query = query.where(Message.reference_norm == normalise_reference(reference),
+                            Message.reference == reference)
     if customer is not None:
         query = query.where(Message.customer_id == customer.id)
     query = query.order_by(Message.created_at.desc(), Message.id.desc()).limit(MAX_MESSAGES)

@@ -243,3 +243,21 @@ def test_two_purges_at_once_in_one_process_one_skips(app, make_message):
     assert result.skipped and count(Message) == 1
     run = db.session.scalar(select(JobRun).where(JobRun.job == "purge"))
     assert run.status == "skipped" and "another purge" in run.error
+
+
+def test_the_purge_hands_back_connections_as_it_found_them(app, make_message):
+    """On SQLite the purge's own connection runs with foreign keys off and a larger WAL;
+    no connection leaves the purge that way (the next user would lose its checks)."""
+    for age in (40, 41, 42):
+        make_message(age, events=2)
+    assert purge.purge(pause=0).messages == 3
+    if db.engine.dialect.name != "sqlite":
+        return
+    connections = [db.engine.connect() for _ in range(3)]  # the pool's recent connections
+    try:
+        for connection in connections:
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000
+    finally:
+        for connection in connections:
+            connection.close()
