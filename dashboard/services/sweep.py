@@ -210,6 +210,7 @@ class _Batch:
     schedule: list
     suppressed: dict[str, list[Suppression]] = field(default_factory=dict)
     connection: object = None  # where outcomes are written (see _save)
+    prepared: dict[int, bytes] = field(default_factory=dict)  # built ahead (see _send)
     reattach: list[Message] = field(default_factory=list)  # the caller's copies of them
 
     @classmethod
@@ -309,7 +310,7 @@ def sweep(batch_size: int = 200, owner: str | None = None,
             batch = _Batch.load(ids, owner)
             reattach.extend(batch.reattach)
             batch.connection = outcomes
-            for message in batch.messages:
+            for position, message in enumerate(batch.messages):
                 if time.monotonic() + margin > lease_end:
                     if time.monotonic() >= lease_end:
                         break  # we stalled past our lease: the rest may be someone else's
@@ -317,9 +318,12 @@ def sweep(batch_size: int = 200, owner: str | None = None,
                     outcomes.wait()
                     renew_lease(owner)
                     lease_end = renewed_at + lease
-                _process(message, batch, transports, result)
+                following = batch.messages[position + 1] \
+                    if position + 1 < len(batch.messages) else None
+                _process(message, batch, transports, result, following)
                 handled += 1
             else:
+                outcomes.checkpoint()  # runs while the next batch is claimed
                 continue
             outcomes.wait()
             release_claims(owner)
@@ -337,7 +341,7 @@ def sweep(batch_size: int = 200, owner: str | None = None,
 
 
 def _process(message: Message, batch: _Batch, transports: _Transports,
-             result: SweepResult) -> None:
+             result: SweepResult, following: Message | None = None) -> None:
     """Send one claimed message and commit its outcome."""
     now = utcnow()
     customer = message.customer
@@ -358,7 +362,7 @@ def _process(message: Message, batch: _Batch, transports: _Transports,
         events.append(_event(message, "suppressed", detail=message.status_reason, at=now))
         result.suppressed += 1
     else:
-        outcome = _send(message, customer, transports, batch.connection)
+        outcome = _send(message, customer, transports, batch, following)
         # the previous outcome is committed before the session may write (a suppression, a
         # paused customer), so the two connections never wait on each other's lock
         batch.connection.wait()
@@ -442,10 +446,30 @@ class _Outcomes:
         if pending is not None:
             pending.result()
 
+    def checkpoint(self) -> None:
+        """SQLite: copy the WAL back into the database now, between two batches, while the
+        sweep claims the next one (the writer's own commits never checkpoint, see _open)."""
+        if self._engine.dialect.name == "sqlite" and self._connection is not None:
+            self._executor.submit(self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        self._connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        self._connection.commit()
+
+    def _open(self):
+        """The writer's connection. On SQLite a commit that finds the WAL over 1,000 pages
+        copies it back and fsyncs, which would stall the send waiting for that commit:
+        this connection leaves checkpoints to `checkpoint()` (and every other one)."""
+        connection = self._engine.connect()
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("PRAGMA wal_autocheckpoint=0")
+            connection.commit()
+        return connection
+
     def _write(self, values: dict, events: list[dict]) -> None:
         """UPDATE the message, INSERT its events, COMMIT: all or nothing."""
         if self._connection is None:
-            self._connection = self._engine.connect()
+            self._connection = self._open()
         raw = self._connection.connection.dbapi_connection
         cursor = raw.cursor()
         try:
@@ -460,9 +484,19 @@ class _Outcomes:
             cursor.close()
 
     def _close_connection(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        try:
+            if connection.dialect.name == "sqlite":  # back to the default for the pool
+                connection.exec_driver_sql("PRAGMA wal_autocheckpoint=1000")
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+                connection.commit()
+        except Exception:
+            connection.invalidate()
+            raise
+        finally:
+            connection.close()
 
     def close(self) -> None:
         """Finish the queued write (logging, not raising, its error) and stop the thread."""
@@ -490,16 +524,36 @@ def _save(message: Message, events: list[dict], outcomes: _Outcomes) -> None:
     outcomes.save(values, events)
 
 
-def _send(message: Message, customer: Customer, transports: _Transports,
-          outcomes: _Outcomes) -> Outcome:
+def _send(message: Message, customer: Customer, transports: _Transports, batch: _Batch,
+          following: Message | None) -> Outcome:
     try:
         transport = transports.get(customer)
     except CredentialsError as exc:
         return Outcome("deferred", None, exc.message)
-    data = compose.build_bytes(message, open_tracking=True)
+    data = batch.prepared.pop(message.id, None)
+    if data is None:
+        data = compose.build_bytes(message, open_tracking=True)
     envid = message.public_id if customer.sending_mode != "customer_smtp" else None
+
+    def prepare_following() -> None:
+        """Build the next message while the server takes this one in."""
+        if following is not None and _will_send(following, batch):
+            try:
+                batch.prepared[following.id] = compose.build_bytes(following,
+                                                                   open_tracking=True)
+            except Exception:  # noqa: BLE001 - built (and failing) again in its own turn
+                pass
+
     return transport.send(message.envelope_from, message.recipient, data, dsn_envid=envid,
-                          before_data=outcomes.wait)
+                          before_data=batch.connection.wait,
+                          while_server_works=prepare_following)
+
+
+def _will_send(message: Message, batch: _Batch) -> bool:
+    """What _process checks before sending, as things stand now."""
+    return (batch.hold_reason(message.customer) is None
+            and message.created_at + batch.max_age >= utcnow()
+            and batch.suppression_for(message, message.customer) is None)
 
 
 def _finish(message: Message, status: str, status_reason: str | None = None) -> None:

@@ -146,24 +146,30 @@ class SmtpTransport:
 
     # -- sending ----------------------------------------------------------------------
     def send(self, envelope_from: str, recipient: str, data: bytes,
-             dsn_envid: str | None = None, before_data=None) -> Outcome:
+             dsn_envid: str | None = None, before_data=None, while_server_works=None
+             ) -> Outcome:
         """Send one message to one recipient; every failure becomes an Outcome, never raised.
 
         `before_data`, when given, is called once the recipient is accepted and before DATA,
         the point after which the message may be delivered (the sweep waits there for the
         previous message's outcome to be committed); what it raises is not caught.
+        `while_server_works` is called once the message is handed over and before reading
+        the server's answer to it: work done there overlaps with the server's (the sweep
+        builds the next message); it must not raise.
         """
         reused = self.smtp is not None
-        outcome = self._attempt(envelope_from, recipient, data, dsn_envid, before_data)
+        hooks = (before_data, while_server_works)
+        outcome = self._attempt(envelope_from, recipient, data, dsn_envid, *hooks)
         if reused and self._stale:
             # The server had closed the reused connection (idle timeout, per-connection
             # limit) before our MAIL FROM: nothing was delivered, so one fresh try is safe.
             # Never after RCPT/DATA began: a retry there could deliver the message twice.
-            outcome = self._attempt(envelope_from, recipient, data, dsn_envid, before_data)
+            outcome = self._attempt(envelope_from, recipient, data, dsn_envid, *hooks)
         return outcome
 
     def _attempt(self, envelope_from: str, recipient: str, data: bytes,
-                 dsn_envid: str | None, before_data=None) -> Outcome:
+                 dsn_envid: str | None, before_data=None, while_server_works=None
+                 ) -> Outcome:
         self._stale = False
         try:
             smtp = self.smtp or self.connect()
@@ -202,7 +208,7 @@ class SmtpTransport:
             if before_data is not None:
                 before_data()
             stage = "data"
-            code, reply = _data(smtp, data)
+            code, reply = _data(smtp, data, while_server_works)
         except smtplib.SMTPDataError as exc:  # the server refused DATA itself (no 354)
             return self._refused(exc.smtp_code, exc.smtp_error, stage)
         except (smtplib.SMTPServerDisconnected, ConnectionResetError, BrokenPipeError) as exc:
@@ -267,8 +273,9 @@ def _rcpt(smtp: smtplib.SMTP, recipient: str, options: list[str]) -> tuple[int, 
     return smtp.getreply()
 
 
-def _data(smtp: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
-    """smtplib's DATA for bytes (sent as they are), dot-stuffed with one replace."""
+def _data(smtp: smtplib.SMTP, data: bytes, while_server_works=None) -> tuple[int, bytes]:
+    """smtplib's DATA for bytes (sent as they are), dot-stuffed with one replace;
+    `while_server_works` runs between handing the message over and reading the answer."""
     smtp.putcmd("data")
     code, reply = smtp.getreply()
     if code != 354:
@@ -279,6 +286,8 @@ def _data(smtp: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
     if not stuffed.endswith(b"\r\n"):
         stuffed += b"\r\n"
     smtp.send(stuffed + b".\r\n")
+    if while_server_works is not None:
+        while_server_works()
     return smtp.getreply()
 
 
