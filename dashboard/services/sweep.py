@@ -1,8 +1,9 @@
 """The sweep: claim due messages with a lease, send each over its transport, record the answer.
 
-Safe with many workers: rows are claimed by one UPDATE (on PostgreSQL its subquery uses
-`FOR UPDATE SKIP LOCKED`), each message's outcome is committed right after the server
-answers, and a dead worker's claims are taken over when their lease expires. A worker
+Safe with many workers: due rows are read in index order (on PostgreSQL with
+`FOR UPDATE SKIP LOCKED`) and claimed by one UPDATE that re-checks they are still due, each
+message's outcome is committed right after the server answers (see _Outcomes), and a dead
+worker's claims are taken over when their lease expires. A worker
 renews its lease before it runs short and never starts a send after its lease ended, so
 two live workers never hold the same row.
 """
@@ -92,25 +93,29 @@ def claim(owner: str, limit: int, now=None) -> list[int]:
     """Claim up to `limit` due messages for `owner`, earliest first; returns their ids."""
     now = now or utcnow()
     far = datetime.max.replace(tzinfo=UTC)
-    rows = [row for query in _due_queries(now, limit) for row in db.session.execute(query)]
-    rows.sort(key=lambda row: (row.next_attempt_at or far, row.id))
-    ids = [row.id for row in rows[:limit]]
-    if not ids:
+    for _attempt in range(3):
+        rows = [row for query in _due_queries(now, limit) for row in db.session.execute(query)]
+        rows.sort(key=lambda row: (row.next_attempt_at or far, row.id))
+        ids = [row.id for row in rows[:limit]]
+        if not ids:
+            db.session.commit()
+            return []
+        # PostgreSQL: the rows read are locked until COMMIT (up to a few batches' worth,
+        # the ones not taken are let go at once). SQLite: the read took no lock, so the
+        # UPDATE re-checks that each row is still due; another claimer may have won them.
+        claimed = db.session.scalars(
+            update(Message).where(Message.id.in_(ids), or_(
+                and_(Message.status.in_(DUE_STATUSES), Message.next_attempt_at <= now),
+                and_(Message.status == "sending", Message.lease_expires_at < now)))
+            .values(status="sending", lease_owner=owner,
+                    lease_expires_at=now + timedelta(seconds=_lease_seconds()))
+            .returning(Message.id)
+            .execution_options(synchronize_session=False)
+        ).all()
         db.session.commit()
-        return []
-    # The rows are locked (PostgreSQL) or the database is ours until COMMIT (SQLite: the
-    # first read took no write lock, so the UPDATE re-checks that each row is still due).
-    claimed = db.session.scalars(
-        update(Message).where(Message.id.in_(ids), or_(
-            and_(Message.status.in_(DUE_STATUSES), Message.next_attempt_at <= now),
-            and_(Message.status == "sending", Message.lease_expires_at < now)))
-        .values(status="sending", lease_owner=owner,
-                lease_expires_at=now + timedelta(seconds=_lease_seconds()))
-        .returning(Message.id)
-        .execution_options(synchronize_session=False)
-    ).all()
-    db.session.commit()
-    return claimed
+        if claimed:
+            return claimed
+    return []  # lost every race three times in a row: the next sweep tries again
 
 
 def renew_lease(owner: str) -> int:
@@ -431,6 +436,8 @@ class _Outcomes:
         self._connection = None  # opened, used and closed on the writer thread only
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sweep-outcomes")
         self._pending: Future | None = None
+        self._used = False  # the writer thread (and maybe its connection) exists
+        self._checkpoints_every: int | None = None  # the connection's own setting, restored
         dialect = engine.dialect
         self.update = _Statement(_SAVE_MESSAGE, dialect)
         self.insert = _Statement(_SAVE_EVENT, dialect, column_keys=list(_EVENT_KEYS))
@@ -438,13 +445,18 @@ class _Outcomes:
     def save(self, values: dict, events: list[dict]) -> None:
         """Queue the write; the previous one is finished first (and its error raised)."""
         self.wait()
+        self._used = True
         self._pending = self._executor.submit(self._write, values, events)
 
     def wait(self) -> None:
         """Block until every queued outcome is committed; raise the write's error, if any."""
-        pending, self._pending = self._pending, None
+        pending = self._pending
         if pending is not None:
-            pending.result()
+            try:
+                pending.result()
+            finally:
+                if pending.done():  # an interrupted wait leaves it for close() to wait on
+                    self._pending = None
 
     def checkpoint(self) -> None:
         """SQLite: copy the WAL back into the database now, between two batches, while the
@@ -453,8 +465,11 @@ class _Outcomes:
             self._executor.submit(self._checkpoint)
 
     def _checkpoint(self) -> None:
-        self._connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
-        self._connection.commit()
+        try:
+            self._connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            self._connection.commit()
+        except Exception:  # the next commit's own checkpoint (or another connection's) does it
+            log.warning("sweep: WAL checkpoint between batches failed", exc_info=True)
 
     def _open(self):
         """The writer's connection. On SQLite a commit that finds the WAL over 1,000 pages
@@ -462,6 +477,8 @@ class _Outcomes:
         this connection leaves checkpoints to `checkpoint()` (and every other one)."""
         connection = self._engine.connect()
         if connection.dialect.name == "sqlite":
+            self._checkpoints_every = connection.exec_driver_sql(
+                "PRAGMA wal_autocheckpoint").scalar()
             connection.exec_driver_sql("PRAGMA wal_autocheckpoint=0")
             connection.commit()
         return connection
@@ -488,8 +505,9 @@ class _Outcomes:
         if connection is None:
             return
         try:
-            if connection.dialect.name == "sqlite":  # back to the default for the pool
-                connection.exec_driver_sql("PRAGMA wal_autocheckpoint=1000")
+            if self._checkpoints_every is not None:  # as it was, for the pool's next user
+                connection.exec_driver_sql(
+                    f"PRAGMA wal_autocheckpoint={int(self._checkpoints_every)}")
                 connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
                 connection.commit()
         except Exception:
@@ -499,21 +517,26 @@ class _Outcomes:
             connection.close()
 
     def close(self) -> None:
-        """Finish the queued write (logging, not raising, its error) and stop the thread."""
+        """Finish the queued write and stop the thread, logging (never raising) errors:
+        this runs in the sweep's `finally`, which must still release the claims."""
         try:
             self.wait()
         except Exception:
-            log.exception("sweep: the last outcome could not be written; the message stays "
-                          "claimed and is sent again when its lease expires")
-        finally:
-            if self._connection is not None:  # set by the writer thread, which is idle now
+            log.exception("sweep: the last outcome could not be written; the message is "
+                          "released and sent again by the next sweep")
+        try:
+            if self._used:
                 self._executor.submit(self._close_connection).result()
+        except Exception:
+            log.exception("sweep: the outcome writer's connection did not close cleanly")
+        finally:
             self._executor.shutdown(wait=True)
 
 
 def _save(message: Message, events: list[dict], outcomes: _Outcomes) -> None:
     """Write the message's new state and its timeline rows (committed by the writer)."""
-    if db.session().in_transaction():
+    session = db.session()
+    if session.in_transaction() or session.dirty:  # e.g. an auth-failure count reset
         # a suppression, a paused customer…: those go first (and on SQLite the session
         # must not hold the write lock while the other connection writes)
         outcomes.wait()
@@ -537,12 +560,14 @@ def _send(message: Message, customer: Customer, transports: _Transports, batch: 
 
     def prepare_following() -> None:
         """Build the next message while the server takes this one in."""
-        if following is not None and _will_send(following, batch):
-            try:
+        if following is None:
+            return
+        try:  # never raises: the current message's answer is still to be read
+            if _will_send(following, batch):
                 batch.prepared[following.id] = compose.build_bytes(following,
                                                                    open_tracking=True)
-            except Exception:  # noqa: BLE001 - built (and failing) again in its own turn
-                pass
+        except Exception:  # noqa: BLE001 - built (and failing) again in its own turn
+            pass
 
     return transport.send(message.envelope_from, message.recipient, data, dsn_envid=envid,
                           before_data=batch.connection.wait,

@@ -21,6 +21,8 @@ def test_edit_subject_see_preview_save_and_restore_previous_version(
     log_in(page, live_server, admin.email)
     page.goto(f"{live_server}/templates/?customer=ROSSI")
     page.click("a[href='/templates/ROSSI/order_closed/it']")
+    # typing before htmx has wired the form (on DOMContentLoaded) would send no preview
+    page.wait_for_load_state("load")
     expect(page.locator("#template-status")).to_have_text("override v1")
     expect(page.locator("#preview-subject")).to_have_text("Primo oggetto ORD-2026-00421")
 

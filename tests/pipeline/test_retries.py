@@ -183,3 +183,35 @@ def test_a_short_lease_is_renewed_during_a_long_batch(app, smtp_server, point_re
         app.config["POSTINO_LEASE_SECONDS"] = 300
     assert sorted(r.rcpt_tos[0] for r in server.wait_for(30)) == sorted(
         f"u{i}@example.com" for i in range(30))
+
+
+def test_a_claim_that_loses_the_race_for_its_rows_takes_the_next_due_ones(app, make_customer):
+    """Another claimer takes the rows read a moment ago (SQLite reads take no lock): the
+    claim does not report an empty queue, it reads again and claims what is still due."""
+    from sqlalchemy import event
+
+    customer, _ = make_customer()
+    _queue(customer, "a@example.com", "b@example.com", "c@example.com", "d@example.com")
+    first_two = db.session.scalars(select(Message.id).order_by(Message.id).limit(2)).all()
+    raced = {"done": False}
+
+    def racer(conn, cursor, statement, parameters, context, executemany):
+        if raced["done"] or not statement.startswith("UPDATE message SET status"):
+            return
+        raced["done"] = True
+        with db.engine.connect() as other:  # the other worker wins these two
+            other.execute(update(Message).where(Message.id.in_(first_two))
+                          .values(status="sending", lease_owner="other-worker",
+                                  lease_expires_at=utcnow() + timedelta(minutes=5)))
+            other.commit()
+
+    if db.engine.dialect.name == "postgresql":
+        pytest.skip("on PostgreSQL the rows read are locked: no other claimer can take them")
+    event.listen(db.engine, "before_cursor_execute", racer)
+    try:
+        mine = claim("this-worker", 2)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", racer)
+    assert raced["done"] and len(mine) == 2 and not set(mine) & set(first_two)
+    owners = dict(db.session.execute(select(Message.id, Message.lease_owner)).all())
+    assert sorted(owners.values()) == ["other-worker"] * 2 + ["this-worker"] * 2
