@@ -45,8 +45,8 @@ def fresh_schema(app, url: str) -> None:
 
     from dashboard.extensions import db
 
-    if url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///"):])
+    path = _sqlite_path(url)
+    if path is not None:
         for suffix in ("", "-wal", "-shm"):
             Path(str(path) + suffix).unlink(missing_ok=True)
     with app.app_context():

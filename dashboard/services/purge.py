@@ -18,6 +18,7 @@ from flask_babel import gettext as _
 from sqlalchemy import and_, delete, func, select, true, update
 from sqlalchemy.orm import Session
 
+from ..database import release_tuned, tune_sqlite
 from ..extensions import db
 from ..models import (
     PENDING_STATUSES,
@@ -123,30 +124,13 @@ def _purge_session():
     the pool. PostgreSQL needs none of this.
     """
     connection = db.engine.connect()
-    sqlite = connection.dialect.name == "sqlite"
-    saved = {}
+    saved: dict = {}
     try:
-        if sqlite:  # outside any transaction, or SQLite ignores foreign_keys
-            for pragma in ("foreign_keys", "wal_autocheckpoint"):
-                saved[pragma] = int(connection.exec_driver_sql(f"PRAGMA {pragma}").scalar())
-            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
-            connection.exec_driver_sql(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_PAGES}")
-            connection.commit()
+        saved = tune_sqlite(connection, foreign_keys=0, wal_autocheckpoint=SQLITE_WAL_PAGES)
         with Session(bind=connection, expire_on_commit=False) as session:
             yield session
     finally:
-        try:
-            if saved:  # as they were, for the pool's next user
-                connection.rollback()
-                for pragma, value in saved.items():
-                    connection.exec_driver_sql(f"PRAGMA {pragma}={value}")
-                connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
-                connection.commit()
-        except Exception:  # never hand a connection with foreign keys off to the pool
-            connection.invalidate()
-            raise
-        finally:
-            connection.close()
+        release_tuned(connection, saved)
 
 
 def _delete_events_in_chunks(session: Session, message_id: int, batch_size: int,

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
+from ..database import release_tuned, tune_sqlite
 from ..extensions import db
 from ..models import Customer, Message, MessageAttachment, MessageEvent, Suppression, utcnow
 from . import compose, jobs, modes, settings, suppressions
@@ -437,7 +438,7 @@ class _Outcomes:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sweep-outcomes")
         self._pending: Future | None = None
         self._used = False  # the writer thread (and maybe its connection) exists
-        self._checkpoints_every: int | None = None  # the connection's own setting, restored
+        self._saved_pragmas: dict = {}  # what _open changed on its connection (SQLite)
         dialect = engine.dialect
         self.update = _Statement(_SAVE_MESSAGE, dialect)
         self.insert = _Statement(_SAVE_EVENT, dialect, column_keys=list(_EVENT_KEYS))
@@ -476,11 +477,7 @@ class _Outcomes:
         copies it back and fsyncs, which would stall the send waiting for that commit:
         this connection leaves checkpoints to `checkpoint()` (and every other one)."""
         connection = self._engine.connect()
-        if connection.dialect.name == "sqlite":
-            self._checkpoints_every = connection.exec_driver_sql(
-                "PRAGMA wal_autocheckpoint").scalar()
-            connection.exec_driver_sql("PRAGMA wal_autocheckpoint=0")
-            connection.commit()
+        self._saved_pragmas = tune_sqlite(connection, wal_autocheckpoint=0)
         return connection
 
     def _write(self, values: dict, events: list[dict]) -> None:
@@ -502,19 +499,8 @@ class _Outcomes:
 
     def _close_connection(self) -> None:
         connection, self._connection = self._connection, None
-        if connection is None:
-            return
-        try:
-            if self._checkpoints_every is not None:  # as it was, for the pool's next user
-                connection.exec_driver_sql(
-                    f"PRAGMA wal_autocheckpoint={int(self._checkpoints_every)}")
-                connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
-                connection.commit()
-        except Exception:
-            connection.invalidate()
-            raise
-        finally:
-            connection.close()
+        if connection is not None:
+            release_tuned(connection, self._saved_pragmas)
 
     def close(self) -> None:
         """Finish the queued write and stop the thread, logging (never raising) errors:
