@@ -12,6 +12,7 @@ SMTP_FORM = {
     "smtp_security": "starttls", "smtp_auth": "login", "smtp_username": "notifiche@cliente.example",
     "smtp_password": "Very-Secret-42", "smtp_timeout": "", "smtp_verify_tls": ["0", "1"],
     "smtp_ca_pem": "",
+    "minutes": "30", "ticket": "T-5120",  # a change to customer_smtp is billable
 }
 
 
