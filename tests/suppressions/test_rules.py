@@ -255,3 +255,19 @@ def test_search_by_address_domain_reason_and_state(customer, make_user):
     assert [e.address for e in suppressions.search(F(state="lifted"))] == ["c@two.example"]
     assert len(suppressions.search(F(state="all"))) == 3
     assert suppressions.search(F(q="%")) == []
+
+
+def test_a_billable_lift_needs_minutes_spent(bounce, customer, make_user):
+    """A repeated removal is invoiced by the time spent: 0 minutes is refused, nothing lifted."""
+    support = make_user("support")
+    bounce("postfix_hard.eml")
+    suppressions.lift(active(), customer, "asked", None, 0, support)  # the first is free
+    bounce("postfix_hard.eml")
+    entry = active()
+    for minutes in (0, "", "0"):
+        with pytest.raises(ServiceError) as refused:
+            suppressions.lift(entry, customer, "asked again", None, minutes, support)
+        assert refused.value.field == "minutes"
+        db.session.rollback()
+    assert active() is not None and entry.lifted_at is None
+    assert suppressions.lift(entry, customer, "asked again", None, 15, support).billable
