@@ -46,9 +46,9 @@ def euros(cents: int | None) -> str:
     return format_currency((cents or 0) / 100, "EUR") if cents is not None else ""
 
 
-def estimate_text(estimate: ConfigurationEstimate) -> str:
-    """An estimate in one line: its date, minutes and/or amount."""
-    parts = [format_date(estimate.estimated_on, "short")]
+def estimate_text(estimate: ConfigurationEstimate, dated: bool = True) -> str:
+    """An estimate in one line: its date (unless `dated` is False), minutes and/or amount."""
+    parts = [format_date(estimate.estimated_on, "short")] if dated else []
     if estimate.minutes:
         parts.append(_("%(minutes)d min", minutes=estimate.minutes))
     if estimate.amount_cents:
