@@ -24,18 +24,30 @@ CLI_ACTOR = "cli"
 @click.option("--smtp-auth", default=None, type=click.Choice(AUTHS))
 @click.option("--smtp-username", default=None)
 @click.option("--smtp-password", default=None, help="Stored encrypted; never printed.")
-def customer_settings_command(code: str, mode: str, **options) -> None:
-    """Set a customer's sending mode and its fields (validated and audited like the web page)."""
-    from .services import customer_settings, customers
+@click.option("--minutes", default=None, metavar="N",
+              help="Minutes spent on the change. A billable change without them is recorded "
+                   "with its minutes to be completed (on the Billing page).")
+@click.option("--ticket", default=None, metavar="TEXT",
+              help="Ticket reference or requesting person.")
+@click.option("--waive", default=None, metavar="REASON",
+              help="Do not bill this change (it would be billable): the reason.")
+def customer_settings_command(code: str, mode: str, minutes: str | None, ticket: str | None,
+                              waive: str | None, **options) -> None:
+    """Set a customer's sending mode and its fields (validated and audited like the web page);
+    the change is recorded as a configuration intervention, billable unless it returns the
+    customer to standard or is waived."""
+    from .services import customer_settings, customers, interventions
 
     customer = customers.by_code(code)
     if customer is None:
         fail(f"no customer with code {code!r}")
     data = {"sending_mode": mode}
     data.update({name: value for name, value in options.items() if value is not None})
+    request = interventions.Request(minutes=minutes, ticket=ticket, waive=waive)
     with force_locale("en"):
         try:
-            result = customer_settings.save(customer, data, actor_label=CLI_ACTOR)
+            result = customer_settings.save(customer, data, actor_label=CLI_ACTOR,
+                                            intervention=request)
         except customer_settings.SettingsInvalid as exc:
             for field, message in exc.errors.items():
                 click.echo(f"Error: --{field.replace('_', '-').replace('sending-mode', 'mode')}"
@@ -43,10 +55,32 @@ def customer_settings_command(code: str, mode: str, **options) -> None:
             raise SystemExit(2) from None
     changed = ", ".join(sorted(result["after"])) or "nothing"
     click.echo(f"customer {customer.code}: mode={customer.sending_mode}; changed: {changed}")
+    if result["intervention"] is not None:
+        click.echo(_intervention_line(result["intervention"]))
     dns = result["dns"]
     if dns is not None:
         click.echo(f"DNS check of {dns['domain']}: {dns['verdict']}"
                    + (f" ({'; '.join(dns['errors'])})" if dns.get("errors") else ""))
+
+
+def _intervention_line(intervention) -> str:
+    """One line saying how the change was recorded for billing."""
+    if intervention.waived_reason:
+        billing = f"not billable (waived: {intervention.waived_reason})"
+    elif not intervention.billable:
+        billing = "not billable (return to standard)"
+    elif intervention.minutes is None:
+        billing = "billable, minutes to be completed on the Billing page"
+    else:
+        billing = "billable"
+    minutes = "" if intervention.minutes is None else f", {intervention.minutes} min"
+    estimate = intervention.estimate
+    if estimate is not None:
+        given = " / ".join(filter(None, [f"{estimate.minutes} min" if estimate.minutes else "",
+                                         f"EUR {estimate.amount_cents / 100:.2f}"
+                                         if estimate.amount_cents else ""]))
+        minutes += f" (estimate of {estimate.estimated_on:%Y-%m-%d}: {given})"
+    return f"intervention #{intervention.id}: {billing}{minutes}"
 
 
 @click.command("sending")

@@ -154,7 +154,51 @@ def seed(customer_smtp_port: int) -> bool:
         log.info("demo customer %s API key: %s", code, key)
     db.session.commit()
     _seed_history(created)
+    _seed_interventions({c.code: c for c in created})
     return True
+
+
+def _seed_interventions(by_code: dict) -> None:
+    """Billing's configuration side: Verdi's paid switch to its own SMTP (with the estimate it
+    was given) and a later password change, Alfa's custom_from set up from the CLI with its
+    minutes still to be completed."""
+    from .extensions import db
+    from .models import (
+        ConfigurationEstimate,
+        ConfigurationIntervention,
+        CustomerSmtpPeriod,
+        User,
+        utcnow,
+    )
+
+    now = utcnow()
+    admin = db.session.scalar(db.select(User).where(User.role == "admin"))
+    verdi, alfa = by_code["VERDI"], by_code["ALFA"]
+    estimate = ConfigurationEstimate(customer_id=verdi.id, estimated_on=(now - timedelta(
+        days=45)).date(), minutes=60, amount_cents=15000, note="Own SMTP account (ticket 4802)",
+        created_by_id=admin.id, created_at=now - timedelta(days=45))
+    db.session.add(estimate)
+    db.session.flush()
+    smtp_fields = ["from_address", "from_name", "sending_mode", "smtp_auth", "smtp_host",
+                   "smtp_password", "smtp_port", "smtp_security", "smtp_username"]
+    switch = ConfigurationIntervention(
+        customer_id=verdi.id, changed_at=now - timedelta(days=40), mode_before="standard",
+        mode_after="customer_smtp", fields=smtp_fields, actor_id=admin.id,
+        actor_label=admin.email, ticket="4802", minutes=75, billable=True,
+        estimate_id=estimate.id)
+    password = ConfigurationIntervention(
+        customer_id=verdi.id, changed_at=now - timedelta(days=3), mode_before="customer_smtp",
+        mode_after="customer_smtp", fields=["smtp_password"], actor_id=admin.id,
+        actor_label=admin.email, ticket="5120", minutes=15, billable=True)
+    alfa_setup = ConfigurationIntervention(
+        customer_id=alfa.id, changed_at=now - timedelta(days=12), mode_before="standard",
+        mode_after="custom_from", fields=["from_address", "from_name", "sending_mode"],
+        actor_label="cli", ticket="5007", minutes=None, billable=True)
+    db.session.add_all([switch, password, alfa_setup])
+    db.session.flush()
+    db.session.add(CustomerSmtpPeriod(customer_id=verdi.id, started_at=switch.changed_at,
+                                      start_evidence="change", start_intervention_id=switch.id))
+    db.session.commit()
 
 
 def _seed_history(customer_list) -> None:

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from flask_login import UserMixin
 from sqlalchemy import (
     JSON,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -454,6 +455,83 @@ class SuppressionRemoval(db.Model):
     suppression: Mapped[Suppression] = relationship(back_populates="removals")
     customer: Mapped[Customer | None] = relationship()
     removed_by: Mapped[User | None] = relationship(foreign_keys=[removed_by_id])
+
+
+class ConfigurationEstimate(db.Model):
+    """An estimate given to a customer for a requested change of its sending configuration."""
+
+    __tablename__ = "configuration_estimate"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), index=True)
+    estimated_on: Mapped[date] = mapped_column(Date)
+    minutes: Mapped[int | None] = mapped_column(Integer)
+    amount_cents: Mapped[int | None] = mapped_column(Integer)  # euro cents
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    customer: Mapped[Customer] = relationship()
+    created_by: Mapped[User | None] = relationship()
+
+
+class ConfigurationIntervention(db.Model):
+    """A change to a customer's sending configuration: the fields changed (names, never
+    values), who, when, for whom, the minutes spent (None: to be completed) and whether it is
+    billable."""
+
+    __tablename__ = "configuration_intervention"
+    __table_args__ = (Index("ix_configuration_intervention_changed_at", "changed_at", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), index=True)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    mode_before: Mapped[str] = mapped_column(String(20))
+    mode_after: Mapped[str] = mapped_column(String(20))
+    fields: Mapped[list] = mapped_column(JSON)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+    actor_label: Mapped[str] = mapped_column(String(320), default="system")
+    ticket: Mapped[str | None] = mapped_column(String(200))
+    minutes: Mapped[int | None] = mapped_column(Integer)
+    billable: Mapped[bool] = mapped_column(Boolean, default=False)
+    waived_reason: Mapped[str | None] = mapped_column(Text)
+    estimate_id: Mapped[int | None] = mapped_column(
+        ForeignKey("configuration_estimate.id"), unique=True)
+    invoiced_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    invoiced_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+
+    customer: Mapped[Customer] = relationship()
+    actor: Mapped[User | None] = relationship(foreign_keys=[actor_id])
+    estimate: Mapped[ConfigurationEstimate | None] = relationship()
+
+    @property
+    def minutes_pending(self) -> bool:
+        """A billable change whose minutes someone still has to fill in."""
+        return self.billable and self.minutes is None
+
+
+class CustomerSmtpPeriod(db.Model):
+    """A stretch of time a customer spent on the paid customer_smtp option (invoiced monthly).
+
+    Opened and closed by the recorded mode changes; `start_evidence` says where the start
+    comes from: "change" (a recorded intervention), "audit" (an older audited mode change,
+    seeded by the migration) or "created" (no record: the customer's creation date).
+    """
+
+    __tablename__ = "customer_smtp_period"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), index=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    start_evidence: Mapped[str] = mapped_column(String(10), default="change")
+    start_intervention_id: Mapped[int | None] = mapped_column(
+        ForeignKey("configuration_intervention.id"))
+    end_intervention_id: Mapped[int | None] = mapped_column(
+        ForeignKey("configuration_intervention.id"))
+
+    customer: Mapped[Customer] = relationship()
 
 
 class AuditEntry(db.Model):

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from dashboard.demo import DEMO_PASSWORD, DEMO_USERS, seed
 from dashboard.extensions import db
-from dashboard.models import Customer, Message, User
+from dashboard.models import ConfigurationIntervention, Customer, Message, User
 
 from .conftest import free_port
 
@@ -34,6 +34,9 @@ def test_demo_seed_has_every_role_mode_and_status(app):
     for status in ("queued", "sent", "delivered", "opened", "deferred", "failed", "bounced",
                    "suppressed", "held"):
         assert statuses.get(status, 0) > 0, status
+    pending = [i for i in db.session.scalars(select(ConfigurationIntervention))
+               if i.minutes_pending]
+    assert len(pending) == 1  # billing has a configuration change to complete
     assert seed(customer_smtp_port=2526) is False  # a second start keeps the data
 
 

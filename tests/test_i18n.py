@@ -88,11 +88,17 @@ def test_pybabel_sees_every_gettext_call(source_messages):
     assert unseen == []
 
 
+def by_msgid(item) -> tuple[str, str]:
+    """Sort key of ((msgid, context), where): a message without context has context None."""
+    (msgid, context), _where = item
+    return msgid, context or ""
+
+
 def test_every_string_is_translated_into_italian(source_messages):
     """Each msgid in the code has a non-fuzzy, non-empty Italian translation."""
     italian = catalog("it")
     problems = []
-    for (msgid, context), where in sorted(source_messages.items()):
+    for (msgid, context), where in sorted(source_messages.items(), key=by_msgid):
         message = italian.get(msgid, context)
         if message is None:
             problems.append(f"missing   {msgid!r} ({where})")
@@ -108,7 +114,7 @@ def test_every_string_is_in_the_english_catalog(source_messages):
     english = catalog("en")
     problems = [
         f"{msgid!r} ({where})"
-        for (msgid, context), where in sorted(source_messages.items())
+        for (msgid, context), where in sorted(source_messages.items(), key=by_msgid)
         if english.get(msgid, context) is None or english.get(msgid, context).fuzzy
     ]
     assert problems == [], "run scripts/i18n.sh:\n" + "\n".join(problems)

@@ -14,8 +14,8 @@ from ..addresses import normalise
 from ..auth import roles
 from ..extensions import db
 from ..htmx import render, trigger
-from ..models import EVENTS, SENDING_MODES, ApiKey, Customer, Message
-from ..services import ServiceError, customer_settings, customers, dns_check, modes
+from ..models import EVENTS, SENDING_MODES, ApiKey, ConfigurationEstimate, Customer, Message
+from ..services import ServiceError, customer_settings, customers, dns_check, interventions, modes
 from ..services import sending as sending_service
 from ..services.credentials import CredentialsError
 from ..services.transport import AUTHS, SECURITIES
@@ -93,9 +93,36 @@ def _context(customer: Customer, posted: dict | None = None, errors: dict | None
             Message.customer_id == customer.id, Message.status == "held")) or 0,
         "can_edit": current_user.role == "admin",
         "dns": customer.dns_check,
+        **_intervention_context(customer),
     }
     context.update(extra)
     return context
+
+
+def _intervention_context(customer: Customer) -> dict:
+    """The billing side of a customer page: interventions, estimates, customer_smtp periods."""
+    open_estimates = interventions.open_estimates(customer)
+    latest = open_estimates[0] if open_estimates else None
+    return {"interventions": interventions.for_customer(customer),
+            "estimates": interventions.estimates(customer),
+            "open_estimates": open_estimates,
+            "open_estimate_ids": {e.id for e in open_estimates},
+            "smtp_periods": interventions.periods_for(customer),
+            "intervention_values": {"minutes": "", "ticket": "", "waive": "", "waive_reason": "",
+                                    "estimate": str(latest.id) if latest else ""},
+            "estimate_errors": {}, "estimate_values": {}}
+
+
+def _posted_intervention() -> tuple[interventions.Request, dict]:
+    """What the save form says about billing the change, and its values to show back."""
+    form = request.form
+    values = {k: form.get(k, "") for k in ("minutes", "ticket", "waive", "waive_reason",
+                                           "estimate")}
+    waive = values["waive_reason"] if values["waive"] == "1" else None
+    estimate = values["estimate"] if "estimate" in form else interventions.AUTO
+    return interventions.Request(minutes=values["minutes"], ticket=values["ticket"],
+                                 waive=waive, estimate=estimate or None,
+                                 require_minutes=True), values
 
 
 def _posted_settings() -> tuple[dict, bool]:
@@ -168,7 +195,19 @@ def mode_fields(code: str):
     if mode not in SENDING_MODES:
         abort(404)
     context = _context(customer, {"sending_mode": mode})
-    return render("customers/detail.html", "customers/_mode_fields.html", **context)
+    return render("customers/detail.html", "customers/_mode_swap.html", **context)
+
+
+@bp.route("/<code>/intervention-fields")
+@roles("admin")
+def intervention_fields(code: str):
+    """The save form's billing fields for the chosen mode (refreshed when estimates change)."""
+    customer = _customer(code)
+    mode = request.args.get("sending_mode", customer.sending_mode)
+    if mode not in SENDING_MODES:
+        abort(404)
+    return render("customers/detail.html", "customers/_intervention_fields.html",
+                  **_context(customer, {"sending_mode": mode}))
 
 
 @bp.route("/<code>", methods=["POST"])
@@ -177,19 +216,100 @@ def save(code: str):
     """Save the sending mode and its fields (422 with errors beside the fields, nothing saved)."""
     customer = _customer(code)
     data, confirm = _posted_settings()
+    billing, billing_values = _posted_intervention()
     try:
-        result = customer_settings.save(customer, data, current_user, confirm_insecure=confirm)
+        result = customer_settings.save(customer, data, current_user, confirm_insecure=confirm,
+                                        intervention=billing)
     except customer_settings.SettingsInvalid as exc:
         db.session.rollback()
         return render("customers/detail.html", "customers/_settings.html", status=422,
-                      **_context(customer, data, exc.errors))
+                      **_context(customer, data, exc.errors,
+                                 intervention_values=billing_values))
     message = _("Sending mode saved.") if (result["before"] or result["after"]) \
         else _("Nothing changed.")
+    if result["intervention"] is not None:
+        message += " " + _intervention_message(result["intervention"])
     if request.headers.get("HX-Request"):
         response = render("customers/detail.html", "customers/_settings.html",
                           **_context(customer, saved=message))
+        if result["intervention"] is not None:
+            trigger(response, "interventions-changed")
         return trigger(response, "dns-checked") if result["dns"] else response
     flash(message, "success")
+    return redirect(url_for("customers.detail", code=customer.code))
+
+
+def _intervention_message(intervention) -> str:
+    """How the saved change was recorded for billing, with the estimate beside the minutes."""
+    from .billing import estimate_text
+
+    if intervention.waived_reason:
+        text = _("Intervention recorded, not billable (waived: %(reason)s).",
+                 reason=intervention.waived_reason)
+    elif not intervention.billable:
+        text = _("Intervention recorded, not billable (return to the standard mode).")
+    elif intervention.minutes is None:
+        text = _("Billable intervention recorded; its minutes are to be completed.")
+    else:
+        text = _("Billable intervention recorded: %(minutes)d min.",
+                 minutes=intervention.minutes)
+    if intervention.estimate is not None:
+        text += " " + _("Estimate: %(estimate)s.", estimate=estimate_text(intervention.estimate))
+    return text
+
+
+@bp.route("/<code>/interventions")
+@roles("support")
+def interventions_panel(code: str):
+    """The customer's configuration interventions and estimates (refreshed after a save)."""
+    customer = _customer(code)
+    return render("customers/detail.html", "customers/_interventions.html",
+                  **_context(customer))
+
+
+@bp.route("/<code>/estimates", methods=["POST"])
+@roles("admin")
+def add_estimate(code: str):
+    """Record an estimate given for a requested change (422 with errors, nothing saved)."""
+    customer = _customer(code)
+    values = {k: request.form.get(k, "").strip() for k in ("estimated_on", "minutes",
+                                                           "amount", "note")}
+    try:
+        interventions.add_estimate(customer, values["estimated_on"], values["minutes"],
+                                   values["amount"], values["note"], current_user)
+    except ServiceError as exc:
+        db.session.rollback()
+        errors = getattr(exc, "errors", None) or {exc.field or "note": exc.message}
+        return _interventions_response(customer, 422, estimate_errors=errors,
+                                       estimate_values=values)
+    return _interventions_response(customer, 200, estimate_saved=_("Estimate recorded."))
+
+
+@bp.route("/<code>/estimates/<int:estimate_id>/withdraw", methods=["POST"])
+@roles("admin")
+def withdraw_estimate(code: str, estimate_id: int):
+    """Withdraw an open estimate (kept for the record)."""
+    customer = _customer(code)
+    estimate = db.get_or_404(ConfigurationEstimate, estimate_id)
+    if estimate.customer_id != customer.id:
+        abort(404)
+    try:
+        interventions.withdraw_estimate(estimate, current_user)
+    except ServiceError as exc:
+        db.session.rollback()
+        return _interventions_response(customer, 422, estimate_errors={"estimate": exc.message})
+    return _interventions_response(customer, 200, estimate_saved=_("Estimate withdrawn."))
+
+
+def _interventions_response(customer: Customer, status: int, **extra):
+    """The interventions panel for htmx (the save form's estimates refreshed), else the page."""
+    if request.headers.get("HX-Request"):
+        response = render("customers/detail.html", "customers/_interventions.html",
+                          status=status, **_context(customer, **extra))
+        return trigger(response, "estimates-changed")
+    if status != 200:
+        return render("customers/detail.html", status=status, **_context(customer, **extra))
+    flash(extra.get("estimate_saved", ""), "success")
     return redirect(url_for("customers.detail", code=customer.code))
 
 

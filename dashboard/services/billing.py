@@ -1,5 +1,6 @@
-"""Billing of suppression removals: per customer per month, the list behind each figure, CSV,
-and "invoiced" marks. Only staff removals count (automatic expiries are not interventions)."""
+"""Billing: suppression removals and configuration interventions per customer per month, the
+list behind each figure, CSV, "invoiced" marks, and the customers on the paid customer_smtp
+option month by month. Only staff removals count (automatic expiries are not interventions)."""
 from __future__ import annotations
 
 import csv
@@ -12,8 +13,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from ..extensions import db
-from ..models import Customer, SuppressionRemoval, User, utcnow
-from . import ServiceError, audit
+from ..models import (
+    ConfigurationIntervention,
+    Customer,
+    CustomerSmtpPeriod,
+    SuppressionRemoval,
+    User,
+    utcnow,
+)
+from . import ServiceError, audit, interventions
 
 
 def month_start(value: date) -> date:
@@ -171,3 +179,221 @@ def mark_invoiced(removal: SuppressionRemoval, actor: User, commit: bool = True)
                         "minutes": removal.minutes_spent, "address": removal.address})
     if commit:
         db.session.commit()
+
+
+# -- configuration interventions --------------------------------------------------------------
+
+def configuration_interventions(filters: Filters) -> list[ConfigurationIntervention]:
+    """The interventions of the period (oldest first), with customer, actor and estimate."""
+    start, end = filters.bounds()
+    query = (select(ConfigurationIntervention)
+             .options(joinedload(ConfigurationIntervention.customer),
+                      joinedload(ConfigurationIntervention.actor),
+                      joinedload(ConfigurationIntervention.estimate))
+             .where(ConfigurationIntervention.changed_at >= start,
+                    ConfigurationIntervention.changed_at < end))
+    if filters.customer_id is not None:
+        query = query.where(ConfigurationIntervention.customer_id == filters.customer_id)
+    if filters.billable_only:
+        query = query.where(ConfigurationIntervention.billable.is_(True))
+    return list(db.session.scalars(
+        query.order_by(ConfigurationIntervention.changed_at, ConfigurationIntervention.id)))
+
+
+def pending_interventions(customer_id: int | None = None) -> list[ConfigurationIntervention]:
+    """Billable interventions whose minutes are still to be completed, whatever their month."""
+    query = (select(ConfigurationIntervention)
+             .options(joinedload(ConfigurationIntervention.customer),
+                      joinedload(ConfigurationIntervention.actor),
+                      joinedload(ConfigurationIntervention.estimate))
+             .where(ConfigurationIntervention.billable.is_(True),
+                    ConfigurationIntervention.minutes.is_(None)))
+    if customer_id is not None:
+        query = query.where(ConfigurationIntervention.customer_id == customer_id)
+    return list(db.session.scalars(
+        query.order_by(ConfigurationIntervention.changed_at, ConfigurationIntervention.id)))
+
+
+@dataclass
+class InterventionMonth:
+    """One customer's month of configuration changes: counts, minutes, estimates."""
+
+    customer: Customer | None
+    month: date
+    count: int = 0
+    billable: int = 0
+    minutes: int = 0
+    billable_minutes: int = 0
+    pending: int = 0
+    invoiced: int = 0
+    estimate_minutes: int = 0
+    estimate_cents: int = 0
+
+    @property
+    def to_invoice(self) -> int:
+        """Billable interventions not yet marked invoiced."""
+        return self.billable - self.invoiced
+
+
+def intervention_summary(filters: Filters) -> list[InterventionMonth]:
+    """Interventions per customer per month (newest month first, then customer code)."""
+    rows: dict[tuple[int, date], InterventionMonth] = {}
+    for item in configuration_interventions(filters):
+        month = month_start(item.changed_at.date())
+        row = rows.get((item.customer_id, month))
+        if row is None:
+            row = rows[(item.customer_id, month)] = InterventionMonth(item.customer, month)
+        row.count += 1
+        row.minutes += item.minutes or 0
+        if item.billable:
+            row.billable += 1
+            row.billable_minutes += item.minutes or 0
+            row.pending += item.minutes is None
+            row.invoiced += item.invoiced_at is not None
+        if item.estimate is not None:
+            row.estimate_minutes += item.estimate.minutes or 0
+            row.estimate_cents += item.estimate.amount_cents or 0
+    return sorted(rows.values(), key=lambda r: (-r.month.toordinal(),
+                                                r.customer.code if r.customer else ""))
+
+
+def intervention_totals(rows: list[InterventionMonth]) -> InterventionMonth:
+    """The sum of the intervention summary rows."""
+    total = InterventionMonth(None, date.min)
+    for row in rows:
+        for name in ("count", "billable", "minutes", "billable_minutes", "pending", "invoiced",
+                     "estimate_minutes", "estimate_cents"):
+            setattr(total, name, getattr(total, name) + getattr(row, name))
+    return total
+
+
+INTERVENTION_CSV_COLUMNS = (
+    "changed_at", "month", "customer_code", "customer_name", "mode_before", "mode_after",
+    "fields", "ticket", "minutes", "minutes_to_be_completed", "billable", "waived_reason",
+    "estimate_date", "estimate_minutes", "estimate_amount_eur", "estimate_note", "invoiced_at",
+    "changed_by")
+
+
+def interventions_csv(filters: Filters) -> str:
+    """The interventions of the period as CSV, one line each (field names, never values)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(INTERVENTION_CSV_COLUMNS)
+    for i in configuration_interventions(filters):
+        estimate = i.estimate
+        writer.writerow([_cell(v) for v in (
+            i.changed_at.strftime("%Y-%m-%d %H:%M"), i.changed_at.strftime("%Y-%m"),
+            i.customer.code, i.customer.name, i.mode_before, i.mode_after,
+            " ".join(i.fields or []), i.ticket or "",
+            "" if i.minutes is None else i.minutes, "yes" if i.minutes_pending else "no",
+            "yes" if i.billable else "no", i.waived_reason or "",
+            estimate.estimated_on.isoformat() if estimate else "",
+            estimate.minutes if estimate and estimate.minutes else "",
+            f"{estimate.amount_cents / 100:.2f}" if estimate and estimate.amount_cents else "",
+            estimate.note if estimate else "",
+            i.invoiced_at.strftime("%Y-%m-%d") if i.invoiced_at else "", i.actor_label)])
+    return out.getvalue()
+
+
+def complete_minutes(intervention: ConfigurationIntervention, minutes, actor: User) -> None:
+    """Fill in the minutes of a billable intervention recorded without them, audited."""
+    if not intervention.minutes_pending:
+        raise ServiceError(_l("The minutes of this intervention are already filled in."),
+                           "minutes")
+    value = interventions.parse_minutes(minutes)
+    if not value:
+        raise ServiceError(_l("A billable change needs the minutes spent (more than 0)."),
+                           "minutes")
+    intervention.minutes = value
+    audit.record("intervention.minutes", actor, "configuration_intervention", intervention.id,
+                 customer_id=intervention.customer_id, before={"minutes": None},
+                 after={"minutes": value})
+    db.session.commit()
+
+
+def mark_intervention_invoiced(intervention: ConfigurationIntervention, actor: User) -> None:
+    """Mark a billable intervention with its minutes as invoiced (once), audited."""
+    if not intervention.billable:
+        raise ServiceError(_l("Only billable interventions are invoiced."), "intervention")
+    if intervention.minutes is None:
+        raise ServiceError(_l("Fill in the minutes before marking it invoiced."), "minutes")
+    if intervention.invoiced_at is not None:
+        raise ServiceError(_l("This intervention is already marked invoiced."), "intervention")
+    intervention.invoiced_at = utcnow()
+    intervention.invoiced_by_id = actor.id if actor else None
+    audit.record("intervention.invoiced", actor, "configuration_intervention", intervention.id,
+                 customer_id=intervention.customer_id, before={"invoiced_at": None},
+                 after={"invoiced_at": intervention.invoiced_at.isoformat(),
+                        "minutes": intervention.minutes})
+    db.session.commit()
+
+
+# -- the paid customer_smtp option --------------------------------------------------------------
+
+@dataclass
+class SmtpOptionRow:
+    """A customer on customer_smtp during the period: since when, until when, which months."""
+
+    customer: Customer
+    started_at: datetime | None  # None: on customer_smtp with no record of the start
+    ended_at: datetime | None
+    evidence: str  # change | audit | created | unrecorded
+    months: list[date] = field(default_factory=list)
+
+
+def _months(first: date, last: date) -> list[date]:
+    """Every month from `first` to `last`, both included."""
+    months, month = [], month_start(first)
+    while month <= last:
+        months.append(month)
+        month = next_month(month)
+    return months
+
+
+def customer_smtp_option(filters: Filters) -> list[SmtpOptionRow]:
+    """Customers on the paid customer_smtp option at any time in the period, with the months
+    of the period they were on it (the monthly charge), by customer code then start."""
+    start, end = filters.bounds()
+    query = (select(CustomerSmtpPeriod).options(joinedload(CustomerSmtpPeriod.customer))
+             .where(CustomerSmtpPeriod.started_at < end,
+                    CustomerSmtpPeriod.ended_at.is_(None) | (CustomerSmtpPeriod.ended_at >= start))
+             .order_by(CustomerSmtpPeriod.id))
+    if filters.customer_id is not None:
+        query = query.where(CustomerSmtpPeriod.customer_id == filters.customer_id)
+    first_month = filters.month or filters.from_month
+    last_day = date.fromordinal(next_month(filters.month or filters.to_month).toordinal() - 1)
+    rows = []
+    for period in db.session.scalars(query):
+        began = max(month_start(period.started_at.date()), first_month)
+        ended = min(period.ended_at.date(), last_day) if period.ended_at else \
+            min(utcnow().date(), last_day)
+        rows.append(SmtpOptionRow(period.customer, period.started_at, period.ended_at,
+                                  period.start_evidence, _months(began, ended)))
+    recorded = select(CustomerSmtpPeriod.customer_id).where(CustomerSmtpPeriod.ended_at.is_(None))
+    unrecorded = select(Customer).where(Customer.sending_mode == interventions.PAID_MODE,
+                                        Customer.id.not_in(recorded))
+    if filters.customer_id is not None:
+        unrecorded = unrecorded.where(Customer.id == filters.customer_id)
+    for customer in db.session.scalars(unrecorded):
+        rows.append(SmtpOptionRow(customer, None, None, "unrecorded",
+                                  _months(first_month, min(utcnow().date(), last_day))))
+    return sorted(rows, key=lambda r: (r.customer.code, r.started_at or datetime.min.replace(
+        tzinfo=UTC)))
+
+
+SMTP_OPTION_CSV_COLUMNS = ("customer_code", "customer_name", "started_at", "ended_at",
+                           "start_evidence", "months_in_period", "months")
+
+
+def customer_smtp_csv(filters: Filters) -> str:
+    """The customer_smtp option rows of the period as CSV (one line per stretch of time)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(SMTP_OPTION_CSV_COLUMNS)
+    for row in customer_smtp_option(filters):
+        writer.writerow([_cell(v) for v in (
+            row.customer.code, row.customer.name,
+            row.started_at.strftime("%Y-%m-%d") if row.started_at else "",
+            row.ended_at.strftime("%Y-%m-%d") if row.ended_at else "", row.evidence,
+            len(row.months), " ".join(m.strftime("%Y-%m") for m in row.months))])
+    return out.getvalue()

@@ -14,7 +14,7 @@ from ..addresses import check_header_value, normalise
 from ..extensions import db
 from ..models import SENDING_MODES, Customer, Message, User
 from ..notifications import CATALOG
-from . import ServiceError, audit, credentials, messages
+from . import ServiceError, audit, credentials, interventions, messages
 from .transport import AUTHS, SECURITIES, ProbeStep, SmtpSettings, probe
 
 log = logging.getLogger(__name__)
@@ -199,14 +199,42 @@ def validate(customer: Customer, data: dict, *, confirm_insecure: bool = False) 
     return clean
 
 
+def changed_fields(customer: Customer, clean: dict) -> list[str]:
+    """The fields `clean` would change (a typed password always counts as a change)."""
+    changed = []
+    for name, value in clean.items():
+        current = getattr(customer, name, None) if name != "smtp_password" else object()
+        if name == "smtp_verify_tls":
+            current = bool(current) if current is not None else True
+        if current != value:
+            changed.append(name)
+    return sorted(changed)
+
+
 def save(customer: Customer, data: dict, actor: User | None = None, *,
          confirm_insecure: bool = False, check_dns: bool = True,
-         actor_label: str | None = None) -> dict:
-    """Validate and store a customer's sending settings, audited before → after.
+         actor_label: str | None = None,
+         intervention: interventions.Request | None = None) -> dict:
+    """Validate and store a customer's sending settings, audited before → after, and record
+    the change as a configuration intervention (billable or not, with its minutes).
 
-    Returns {"before", "after", "dns"}; nothing is stored when a field is invalid.
+    Returns {"before", "after", "dns", "intervention"}; nothing is stored when a field, or
+    what the intervention needs (minutes of a billable change from the form), is invalid.
     """
-    clean = validate(customer, data, confirm_insecure=confirm_insecure)
+    request = intervention or interventions.Request()
+    errors: dict[str, str] = {}
+    clean = None
+    try:
+        clean = validate(customer, data, confirm_insecure=confirm_insecure)
+    except SettingsInvalid as exc:
+        errors.update(exc.errors)
+    mode_after = clean["sending_mode"] if clean else str(
+        data.get("sending_mode") or customer.sending_mode or "standard")
+    changing = clean is None or bool(changed_fields(customer, clean))
+    checked, problems = interventions.check(customer, request, mode_after, changing)
+    errors.update({k: v for k, v in problems.items() if k not in errors})
+    if errors:
+        raise SettingsInvalid(errors)
     before = snapshot(customer)
     for name, value in clean.items():
         if name == "smtp_password":
@@ -215,6 +243,7 @@ def save(customer: Customer, data: dict, actor: User | None = None, *,
             setattr(customer, name, value)
     after = snapshot(customer)
     old, new = audit.diff(before, after, secret_fields=SECRET_FIELDS)
+    recorded = None
     if old or new:
         audit.record("customer.sending_mode", actor, "customer", customer.id, before=old,
                      after=new, customer_id=customer.id, actor_label=actor_label)
@@ -228,13 +257,15 @@ def save(customer: Customer, data: dict, actor: User | None = None, *,
                       "sending_mode", "smtp_auth", "smtp_security"}
         if connection & set(new):
             customer.auth_failures = 0
+        recorded = interventions.record(customer, list(new), before["sending_mode"], checked,
+                                        actor, actor_label)
     db.session.commit()
     dns = None
     if check_dns and customer.sending_mode == "custom_from":
         from . import dns_check
 
         dns = dns_check.check_customer(customer)
-    return {"before": old, "after": new, "dns": dns}
+    return {"before": old, "after": new, "dns": dns, "intervention": recorded}
 
 
 def smtp_settings_for(customer: Customer, data: dict | None = None, *,

@@ -359,13 +359,11 @@ def _reason(entry: Suppression) -> str:
     return labels.get(entry.reason, entry.reason)
 
 
-def _suggested_customer(entry: Suppression, found: list[Message]) -> Customer | None:
-    """Who most likely asks for the lift: the entry's own customer, else the latest sender."""
+def _suggested_customer(entry: Suppression) -> Customer | None:
+    """Who asks for the lift, when it is certain: the entry's own customer, or the only one
+    that wrote to the address (never the latest of several: the user chooses)."""
     if entry.customer is not None:
         return entry.customer
-    sender = next((m.customer for m in found if m.recipient == entry.address), None)
-    if sender is not None:
-        return sender
     return suppressions.suggested_customer(entry)
 
 
@@ -409,13 +407,18 @@ def _suppression_verdict(addresses: list[str], entries: list[Suppression],
                               "by the time spent.", address=entry.address,
                               when=_when(previous.removed_at),
                               days=int(settings.get("billing_window_days"))))
-        requester = customer or _suggested_customer(entry, found)
+        requester = customer or _suggested_customer(entry)
+        candidates = [] if entry.customer is not None else suppressions.senders(entry.address)
         actions.append(Action(
             "lift", _("Lift %(address)s", address=entry.address), url_or_none("doctor.lift"),
             roles=("admin",) if entry.reason == "complaint" else ("support",),
             values={"suppression_id": entry.id, "billable": previous is not None,
-                    "customer": requester.code if requester else ""},
-            confirm=_("Lift %(address)s from the suppression list?", address=entry.address),
+                    "customer": requester.code if requester else "",
+                    "senders": [c.code for c in candidates]},
+            confirm=(_("Lift %(address)s from the suppression list? This removal is BILLABLE: "
+                       "it is invoiced to the requesting customer by the minutes spent.",
+                       address=entry.address) if previous is not None else
+                     _("Lift %(address)s from the suppression list?", address=entry.address)),
         ))
         link = url_or_none("suppressions.index", q=entry.address)
         if link:

@@ -236,14 +236,25 @@ def can_lift(entry: Suppression, actor: User | None) -> bool:
     return actor.has_role("support")
 
 
+def senders(address: str) -> list[Customer]:
+    """The customers whose (retained) messages went to an address, latest sender first."""
+    latest = func.max(Message.created_at)
+    ids = [customer_id for customer_id, _at in db.session.execute(
+        select(Message.customer_id, latest).where(
+            Message.recipient == normalise_address(address))
+        .group_by(Message.customer_id).order_by(latest.desc()))]
+    found = {c.id: c for c in db.session.scalars(select(Customer).where(Customer.id.in_(ids)))}
+    return [found[i] for i in ids if i in found]
+
+
 def suggested_customer(entry: Suppression) -> Customer | None:
-    """The requesting customer, pre-selected: the sender of the latest message to the address."""
+    """The requesting customer to pre-select: the entry's own (its own SMTP), or the only
+    customer that wrote to the address. None when several did: billing the removal to the
+    latest sender billed the wrong customer, so the user must choose."""
     if entry.scope == "customer" and entry.customer is not None:
         return entry.customer
-    return db.session.scalar(
-        select(Customer).join(Message, Message.customer_id == Customer.id)
-        .where(Message.recipient == entry.address)
-        .order_by(Message.created_at.desc(), Message.id.desc()).limit(1))
+    found = senders(entry.address)
+    return found[0] if len(found) == 1 else None
 
 
 def last_suppressed_message(entry: Suppression) -> Message | None:
@@ -282,6 +293,9 @@ def lift(entry: Suppression, customer: Customer | None, reason: str, ticket: str
         raise ServiceError(_l("Minutes must be between 0 and 1440."), "minutes")
     now = utcnow()
     preview = preview_lift(entry, now)
+    if preview.billable and minutes <= 0:  # invoiced by the time spent: 0 would bill nothing
+        raise ServiceError(_l("A billable removal needs the minutes spent (more than 0)."),
+                           "minutes")
     removal = SuppressionRemoval(
         suppression=entry, address=entry.address, customer_id=customer.id, reason=reason,
         ticket=ticket, minutes_spent=minutes, billable=preview.billable, automatic=False,

@@ -30,3 +30,27 @@ document.addEventListener("click", function (event) {
     other.classList.toggle("outline", !pressed);
   });
 });
+
+// A form that asks for confirmation checks its fields first, so the user hears what is
+// missing before the dialog rather than after confirming it (htmx confirms, then validates;
+// these forms are `novalidate` so plain posts still get the server's errors). A field's
+// data-invalid-message replaces the browser's generic wording.
+document.addEventListener("htmx:confirm", function (event) {
+  var form = event.detail.elt;
+  if (!form || form.tagName !== "FORM" || !form.hasAttribute("hx-confirm")) { return; }
+  form.querySelectorAll("[data-invalid-message]").forEach(function (field) {
+    field.setCustomValidity("");
+    if (!field.checkValidity()) {
+      field.setCustomValidity(field.getAttribute("data-invalid-message"));
+    }
+  });
+  if (!form.checkValidity()) {
+    event.preventDefault();  // no dialog, no request
+    form.reportValidity();
+  }
+});
+
+document.addEventListener("input", function (event) {
+  var field = event.target;
+  if (field.matches && field.matches("[data-invalid-message]")) { field.setCustomValidity(""); }
+});

@@ -1,6 +1,8 @@
 """The doctor page: asking, reading verdicts, and fixing causes in place by role."""
 from __future__ import annotations
 
+import re
+
 from dashboard.extensions import db
 from dashboard.models import Message, Suppression, SuppressionRemoval
 from dashboard.services import sending, settings, suppressions
@@ -184,3 +186,40 @@ def test_nothing_found_is_said_on_the_page(support_client):
     """An address with no messages: the retention period is named."""
     page = support_client.get("/doctor/?address=nobody@example.com").get_data(as_text=True)
     assert "No message found" in page and "last 30 days" in page
+
+
+def test_the_doctor_asks_which_customer_when_several_wrote_to_the_address(
+        support_client, make_customer, make_user):
+    """Two customers wrote to a relay-suppressed address: no customer is pre-selected, both
+    are offered first; a repeated removal's form and confirmation say billable and its
+    minutes are required (0 refused)."""
+    from dashboard.services import messages
+
+    from .conftest import ORDER_DATA
+
+    first, _ = make_customer("ROSSI", "Rossi")
+    second, _ = make_customer("VERDI", "Verdi")
+    make_customer("BIANCHI", "Bianchi")
+    for owner in (first, second):
+        messages.enqueue(owner, "order_closed", "anna@example.com", reference="ORD-1",
+                         data=ORDER_DATA)
+    entry = suppressions.suppress("anna@example.com", "hard_bounce", first)
+    db.session.commit()
+    suppressions.lift(entry, second, "first time", None, 5, make_user("support"))
+    entry = suppressions.suppress("anna@example.com", "hard_bounce", first)
+    db.session.commit()
+    page = support_client.get("/doctor/?address=anna@example.com").get_data(as_text=True)
+    form = page.split('class="lift-form"', 1)[1].split("</form>", 1)[0]
+    assert "selected" not in form.split('name="requester"', 1)[1].split("</select>", 1)[0]
+    senders = form.split("<optgroup", 2)[1]
+    assert "Rossi" in senders and "Verdi" in senders and "Bianchi" not in senders
+    assert "2 customers wrote to this address" in form
+    assert re.search(r'class="lift-form"[^>]*hx-confirm="[^"]*This removal is BILLABLE', page)
+    minutes = form.split('name="minutes"', 1)[1].split(">", 1)[0]
+    assert 'min="1"' in minutes and "required" in minutes
+    response = support_client.post("/doctor/lift", headers=HTMX, data={
+        "suppression_id": entry.id, "reason": "again", "requester": "VERDI", "minutes": "0",
+        "address": "anna@example.com"})
+    assert response.status_code == 422
+    assert "minutes spent (more than 0)" in response.get_data(as_text=True)
+    assert db.session.get(Suppression, entry.id).lifted_at is None

@@ -43,6 +43,7 @@ def test_admin_switches_to_customer_smtp_tests_the_connection_and_saves(
     expect(result).to_contain_text("235 authentication succeeded")
     expect(result).to_contain_text("220")
 
+    page.fill("#f-minutes", "45")  # a switch to customer_smtp is billable
     page.click("#save-settings")
     expect(page.locator("#customer-settings")).to_contain_text("Sending mode saved")
     expect(page.locator("#f-smtp_password")).to_have_value("")

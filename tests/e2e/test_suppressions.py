@@ -49,7 +49,10 @@ def test_support_lifts_an_address_and_sees_the_billable_warning_on_a_second_lift
     form.locator("input[name=reason]").fill("")
     form.locator("input[name=minutes]").fill("10")
     form.get_by_role("button", name="Lift").click()
-    expect(form.locator(".field-error")).to_contain_text("A reason is required")
+    # checked in the page before the confirmation: no dialog, no request
+    expect(form.locator("input[name=reason]")).to_have_js_property("validationMessage",
+                                                                 "A reason is required.")
+    assert dialogs == []
     form.locator("input[name=reason]").fill("mailbox recreated by the customer's IT")
     form.locator("input[name=ticket]").fill("T-100")
     form.get_by_role("button", name="Lift").click()
@@ -66,6 +69,11 @@ def test_support_lifts_an_address_and_sees_the_billable_warning_on_a_second_lift
     expect(form.locator(".billable-warning")).to_contain_text("Billable")
     expect(form.locator(".billable-warning")).to_contain_text("T-100")
     form.locator("input[name=reason]").fill("asked again")
+    asked = len(dialogs)
+    form.get_by_role("button", name="Lift (billable)").click()  # minutes left empty
+    expect(form.locator("input[name=minutes]")).to_have_js_property(
+        "validationMessage", "A billable removal needs the minutes spent (more than 0).")
+    assert len(dialogs) == asked
     form.locator("input[name=minutes]").fill("30")
     form.get_by_role("button", name="Lift (billable)").click()
     expect(page.locator("tr.suppression-row", has_text=ADDRESS)).to_contain_text("billable")

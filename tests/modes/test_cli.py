@@ -69,3 +69,75 @@ def test_sending_off_and_on_globally_and_per_customer(runner, make_customer):
     assert runner.invoke(args=["sending", "on", "--customer", "NOPE"]).exit_code == 2
     actions = db.session.scalars(select(AuditEntry.action).order_by(AuditEntry.id)).all()
     assert actions.count("setting.update") == 2 and "customer.sending" in actions
+
+
+SMTP_ARGS = ["--mode", "customer_smtp", "--from-address", "notifiche@cliente.example",
+             "--smtp-host", "smtp.cliente.example", "--smtp-auth", "login",
+             "--smtp-username", "notifiche@cliente.example", "--smtp-password", "Pw-from-cli-2"]
+
+
+def test_customer_settings_records_the_intervention_with_minutes_and_ticket(runner,
+                                                                          make_customer):
+    """--minutes and --ticket go on the billable intervention, printed on its own line."""
+    from dashboard.models import ConfigurationIntervention
+
+    customer, _ = make_customer()
+    result = runner.invoke(args=["customer-settings", customer.code, *SMTP_ARGS,
+                                 "--minutes", "40", "--ticket", "T-5120"])
+    assert result.exit_code == 0, result.output
+    assert "billable, 40 min" in result.output and "Pw-from-cli-2" not in result.output
+    item = db.session.scalar(select(ConfigurationIntervention))
+    assert (item.minutes, item.ticket, item.billable, item.actor_label) == (40, "T-5120", True,
+                                                                             "cli")
+    assert "Pw-from-cli-2" not in str(item.fields)
+
+
+def test_a_billable_change_without_minutes_is_recorded_with_minutes_to_be_completed(
+        runner, make_customer):
+    """The contract's invocation, unchanged, still works; the minutes wait for billing."""
+    from dashboard.models import ConfigurationIntervention
+
+    customer, _ = make_customer()
+    result = runner.invoke(args=["customer-settings", customer.code, *SMTP_ARGS])
+    assert result.exit_code == 0, result.output
+    assert "minutes to be completed" in result.output
+    item = db.session.scalar(select(ConfigurationIntervention))
+    assert item.billable and item.minutes is None and item.minutes_pending
+    result = runner.invoke(args=["customer-settings", customer.code, "--mode", "standard"])
+    assert result.exit_code == 0 and "not billable (return to standard)" in result.output
+
+
+def test_waive_records_the_reason_and_the_change_is_not_billable(runner, make_customer,
+                                                                dns_config):
+    """--waive REASON: not billable, the reason kept."""
+    from dashboard.models import ConfigurationIntervention
+
+    customer, _ = make_customer()
+    result = runner.invoke(args=["customer-settings", customer.code, "--mode", "custom_from",
+                                 "--from-address", "ordini@nospf.example",
+                                 "--waive", "included in the contract"])
+    assert result.exit_code == 0, result.output
+    assert "waived: included in the contract" in result.output
+    item = db.session.scalar(select(ConfigurationIntervention))
+    assert (item.billable, item.waived_reason) == (False, "included in the contract")
+
+
+def test_bad_billing_flags_are_refused_and_nothing_is_saved(runner, make_customer):
+    """Minutes that are not a number, 0 minutes on a billable change, a waiver without a
+    reason or of a return to standard: exit 2 naming the flag, the customer unchanged."""
+    from dashboard.models import ConfigurationIntervention
+
+    customer, _ = make_customer()
+    for flags, named in ((["--minutes", "ten"], "--minutes"), (["--minutes", "0"], "--minutes"),
+                         (["--waive", " "], "--waive")):
+        result = runner.invoke(args=["customer-settings", customer.code, *SMTP_ARGS, *flags])
+        assert result.exit_code == 2 and named in result.output, result.output
+    customer.sending_mode = "custom_from"
+    customer.from_address = "a@cliente.example"
+    db.session.commit()
+    result = runner.invoke(args=["customer-settings", customer.code, "--mode", "standard",
+                                 "--waive", "why not"])
+    assert result.exit_code == 2 and "--waive" in result.output
+    db.session.refresh(customer)
+    assert customer.sending_mode == "custom_from" and customer.smtp_host is None
+    assert db.session.scalar(select(ConfigurationIntervention)) is None

@@ -12,6 +12,7 @@ SMTP_FORM = {
     "smtp_security": "starttls", "smtp_auth": "login", "smtp_username": "notifiche@cliente.example",
     "smtp_password": "Very-Secret-42", "smtp_timeout": "", "smtp_verify_tls": ["0", "1"],
     "smtp_ca_pem": "",
+    "minutes": "30", "ticket": "T-5120",  # a change to customer_smtp is billable
 }
 
 
@@ -245,3 +246,100 @@ def test_admin_creates_a_customer_and_sees_its_key_once(admin_client):
     assert response.status_code == 200 and 'id="new-api-key">pst_' in body
     response = admin_client.post("/customers/", data={"code": "ACME", "name": "Again"})
     assert response.status_code == 422
+
+
+def test_a_billable_change_without_minutes_answers_422_beside_the_field_and_saves_nothing(
+        admin_client, make_customer):
+    """The form refuses a switch to customer_smtp with no minutes: nothing stored, nothing
+    audited, no intervention; the typed values (not the password) come back."""
+    from dashboard.models import ConfigurationIntervention
+
+    customer, _ = make_customer()
+    response = admin_client.post(f"/customers/{customer.code}",
+                                 data={**SMTP_FORM, "minutes": ""}, headers={"HX-Request": "true"})
+    body = response.get_data(as_text=True)
+    assert response.status_code == 422
+    minutes_field = body.split('id="f-minutes"', 1)[1].split("</label>", 1)[0]
+    assert "field-error" in minutes_field and "minutes spent" in minutes_field
+    assert 'value="T-5120"' in body and "Very-Secret-42" not in body
+    db.session.refresh(customer)
+    assert customer.sending_mode == "standard" and customer.smtp_host is None
+    assert audits("customer.sending_mode") == []
+    assert db.session.scalar(select(ConfigurationIntervention)) is None
+
+
+def test_the_saved_change_shows_its_minutes_beside_the_estimate(admin_client, make_customer,
+                                                                admin):
+    """The estimate picked in the form is linked; the answer says minutes and estimate, and
+    asks the interventions panel to refresh."""
+    from dashboard.models import ConfigurationIntervention
+    from dashboard.services import interventions
+
+    customer, _ = make_customer()
+    estimate = interventions.add_estimate(customer, "2026-03-02", "60", "", "own SMTP", admin)
+    form = admin_client.get(f"/customers/{customer.code}/mode?sending_mode=customer_smtp",
+                            headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert 'hx-swap-oob="true"' in form and f'<option value="{estimate.id}" selected' in form
+    response = admin_client.post(f"/customers/{customer.code}",
+                                 data={**SMTP_FORM, "minutes": "45", "estimate": estimate.id},
+                                 headers={"HX-Request": "true"})
+    body = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "Billable intervention recorded: 45 min." in body and "60 min" in body
+    assert "interventions-changed" in response.headers["HX-Trigger"]
+    item = db.session.scalar(select(ConfigurationIntervention))
+    assert (item.minutes, item.ticket, item.estimate_id) == (45, "T-5120", estimate.id)
+    panel = admin_client.get(f"/customers/{customer.code}/interventions",
+                             headers={"HX-Request": "true"}).get_data(as_text=True)
+    row = panel.split(f'id="customer-intervention-{item.id}"', 1)[1].split("</tr>", 1)[0]
+    assert "45" in row and "60 min" in row and "billable" in row
+
+
+def test_waiving_from_the_form_records_the_reason(admin_client, make_customer):
+    """Ticking the waiver needs its reason; with it the change is saved, not billable."""
+    from dashboard.models import ConfigurationIntervention
+
+    customer, _ = make_customer()
+    data = {**SMTP_FORM, "minutes": "", "waive": "1", "waive_reason": ""}
+    response = admin_client.post(f"/customers/{customer.code}", data=data)
+    assert response.status_code == 422
+    assert db.session.scalar(select(ConfigurationIntervention)) is None
+    response = admin_client.post(f"/customers/{customer.code}",
+                                 data={**data, "waive_reason": "included in the contract"})
+    assert response.status_code == 302
+    item = db.session.scalar(select(ConfigurationIntervention))
+    assert (item.billable, item.waived_reason) == (False, "included in the contract")
+
+
+def test_admins_record_and_withdraw_estimates_support_only_reads_them(
+        admin_client, support_client, make_customer):
+    """422 beside the fields for a bad estimate; a good one is listed as open; withdrawing
+    is kept; support sees the panel without forms and cannot post."""
+    from dashboard.models import ConfigurationEstimate
+
+    customer, _ = make_customer()
+    url = f"/customers/{customer.code}/estimates"
+    bad = admin_client.post(url, data={"estimated_on": "", "minutes": "", "amount": "x",
+                                       "note": ""}, headers={"HX-Request": "true"})
+    assert bad.status_code == 422 and bad.get_data(as_text=True).count("field-error") >= 2
+    good = admin_client.post(url, data={"estimated_on": "2026-04-01", "minutes": "90",
+                                        "amount": "250,00", "note": "own SMTP set-up"},
+                             headers={"HX-Request": "true"})
+    assert good.status_code == 200 and "estimates-changed" in good.headers["HX-Trigger"]
+    assert "own SMTP set-up" in good.get_data(as_text=True)
+    estimate = db.session.scalar(select(ConfigurationEstimate))
+    assert (estimate.minutes, estimate.amount_cents) == (90, 25000)
+    page = support_client.get(f"/customers/{customer.code}").get_data(as_text=True)
+    panel = page.split('id="customer-interventions"', 1)[1]
+    assert "own SMTP set-up" in panel and "<form" not in panel and "Withdraw" not in panel
+    assert support_client.post(url, data={"minutes": "5", "note": "x"}).status_code == 403
+    withdraw = f"/customers/{customer.code}/estimates/{estimate.id}/withdraw"
+    assert admin_client.post(withdraw, headers={"HX-Request": "true"}).status_code == 200
+    db.session.refresh(estimate)
+    assert estimate.withdrawn_at is not None
+    assert admin_client.post(withdraw, headers={"HX-Request": "true"}).status_code == 422
+    other, _ = make_customer()
+    assert admin_client.post(f"/customers/{other.code}/estimates/{estimate.id}/withdraw"
+                             ).status_code == 404
+    assert [e.action for e in audits("customer.estimate")] == ["customer.estimate"]
+    assert len(audits("customer.estimate_withdrawn")) == 1

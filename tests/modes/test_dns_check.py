@@ -122,7 +122,7 @@ def test_saving_custom_from_runs_the_dns_check(admin_client, make_customer, dns_
     customer, _ = make_customer()
     response = admin_client.post(f"/customers/{customer.code}", data={
         "sending_mode": "custom_from", "from_address": "ordini@pass.example",
-        "from_name": "Ordini"}, headers={"HX-Request": "true"})
+        "from_name": "Ordini", "minutes": "15"}, headers={"HX-Request": "true"})
     assert response.status_code == 200
     db.session.refresh(customer)
     assert customer.sending_mode == "custom_from"

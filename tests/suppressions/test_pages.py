@@ -148,3 +148,22 @@ def test_a_missing_entry_is_404(support_client):
     """Unknown ids answer 404, never 500."""
     assert support_client.get("/suppressions/999/lift").status_code == 404
     assert support_client.get("/suppressions/reports/999").status_code == 404
+
+
+def test_a_billable_lift_form_requires_minutes_and_the_server_refuses_none(
+        support_client, bounce, customer, make_user):
+    """The billable form marks minutes required (min 1, with its message, checked before the
+    confirmation by app.js); posted without them it answers 422 beside the field."""
+    bounce("postfix_hard.eml")
+    suppressions.lift(entry_for(), customer, "first", "T-1", 5, make_user("support"))
+    bounce("postfix_hard.eml")
+    entry = entry_for()
+    body = support_client.get(f"/suppressions/{entry.id}/lift", headers=HX).get_data(
+        as_text=True)
+    minutes = body.split('name="minutes"', 1)[1].split(">", 1)[0]
+    assert 'min="1"' in minutes and "required" in minutes and "data-invalid-message" in minutes
+    response = support_client.post(f"/suppressions/{entry.id}/lift", headers=HX, data={
+        "customer": customer.id, "reason": "again", "minutes": ""})
+    assert response.status_code == 422
+    assert "minutes spent (more than 0)" in response.get_data(as_text=True)
+    assert entry_for() is not None

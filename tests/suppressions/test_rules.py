@@ -226,13 +226,17 @@ def test_a_lift_can_resend_the_last_suppressed_message(bounce, customer, make_me
     assert resent.resent_by_id == support.id and held_back.status == "suppressed"
 
 
-def test_the_requesting_customer_is_suggested_from_the_latest_message(
+def test_the_requesting_customer_is_preselected_only_when_one_customer_wrote_to_the_address(
         bounce, make_customer, make_message):
-    """The customer who last wrote to the address is pre-selected."""
+    """One sender: pre-selected. A second customer writing to the address makes it ambiguous:
+    nothing is pre-selected (the latest sender was billed for another customer's request)."""
     bounce("postfix_hard.eml")
+    [only] = suppressions.senders(active().address)
+    assert suppressions.suggested_customer(active()) == only
     later, _ = make_customer("LATER")
     make_message(owner=later)
-    assert suppressions.suggested_customer(active()) == later
+    assert set(suppressions.senders(active().address)) == {later, only}
+    assert suppressions.suggested_customer(active()) is None
 
 
 def test_search_by_address_domain_reason_and_state(customer, make_user):
@@ -251,3 +255,19 @@ def test_search_by_address_domain_reason_and_state(customer, make_user):
     assert [e.address for e in suppressions.search(F(state="lifted"))] == ["c@two.example"]
     assert len(suppressions.search(F(state="all"))) == 3
     assert suppressions.search(F(q="%")) == []
+
+
+def test_a_billable_lift_needs_minutes_spent(bounce, customer, make_user):
+    """A repeated removal is invoiced by the time spent: 0 minutes is refused, nothing lifted."""
+    support = make_user("support")
+    bounce("postfix_hard.eml")
+    suppressions.lift(active(), customer, "asked", None, 0, support)  # the first is free
+    bounce("postfix_hard.eml")
+    entry = active()
+    for minutes in (0, "", "0"):
+        with pytest.raises(ServiceError) as refused:
+            suppressions.lift(entry, customer, "asked again", None, minutes, support)
+        assert refused.value.field == "minutes"
+        db.session.rollback()
+    assert active() is not None and entry.lifted_at is None
+    assert suppressions.lift(entry, customer, "asked again", None, 15, support).billable
