@@ -32,8 +32,38 @@ def free_port() -> int:
 
 
 def database_url(tmp_dir: Path) -> str:
-    """TEST_DATABASE_URL when set (PostgreSQL in CI), else a SQLite file for this run."""
-    return os.environ.get("TEST_DATABASE_URL") or f"sqlite:///{tmp_dir / 'test.sqlite3'}"
+    """TEST_DATABASE_URL when set (PostgreSQL in CI), else a SQLite file for this run.
+
+    Under pytest-xdist each worker gets a PostgreSQL database of its own (`<name>_gw0`, …,
+    created on first use): the suite drops and recreates the schema, so two workers sharing
+    one database would empty each other's tables.
+    """
+    url = os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        return f"sqlite:///{tmp_dir / 'test.sqlite3'}"
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker and url.startswith("postgresql"):
+        url = _worker_database(url, worker)
+    return url
+
+
+def _worker_database(url: str, worker: str) -> str:
+    """The URL of this xdist worker's own copy of the test database, created if missing."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    base = make_url(url)
+    name = f"{base.database}_{worker}"
+    engine = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            exists = connection.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"),
+                                       {"n": name})
+            if not exists:
+                connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    finally:
+        engine.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
 
 
 def _empty_postgresql(tables: list[str]) -> None:
