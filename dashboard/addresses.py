@@ -115,4 +115,4 @@ def _envelope(address: str) -> str:
 
 def needs_smtputf8(address: str) -> bool:
     """True when the local part is not ASCII: only a server offering SMTPUTF8 takes it."""
-    return not address.isascii() and not envelope(address).isascii()
+    return not address.isascii() and not address.rpartition("@")[0].isascii()

@@ -372,8 +372,21 @@ def _process(message: Message, batch: _Batch, transports: _Transports,
         # the previous outcome is committed before the session may write (a suppression, a
         # paused customer), so the two connections never wait on each other's lock
         batch.connection.wait()
-        events.append(_record(message, customer, outcome, batch, result))
+        if outcome.status == "unsupported":
+            events.append(_unsupported(message, outcome, result))
+        else:
+            events.append(_record(message, customer, outcome, batch, result))
     _save(message, events, batch.connection)
+
+
+def _unsupported(message: Message, outcome: Outcome, result: SweepResult) -> dict:
+    """The server lacks what this message needs (SMTPUTF8): it fails at once, saying why;
+    no retry would change that, and it says nothing about the recipient."""
+    message.attempts += 1
+    _finish(message, "failed", status_reason=outcome.text)
+    message.next_attempt_at = None
+    result.failed += 1
+    return _event(message, "failed", detail=outcome.text)
 
 
 _SAVED_COLUMNS = ("status", "status_reason", "lease_owner", "lease_expires_at", "attempts",
@@ -557,7 +570,8 @@ def _send(message: Message, customer: Customer, transports: _Transports, batch: 
 
     return transport.send(message.envelope_from, message.recipient, data, dsn_envid=envid,
                           before_data=batch.connection.wait,
-                          while_server_works=prepare_following)
+                          while_server_works=prepare_following,
+                          smtputf8=compose.smtputf8_address(message))
 
 
 def _will_send(message: Message, batch: _Batch) -> bool:
