@@ -6,6 +6,11 @@ message's outcome is committed right after the server answers (see _Outcomes), a
 worker's claims are taken over when their lease expires. A worker
 renews its lease before it runs short and never starts a send after its lease ended, so
 two live workers never hold the same row.
+
+One message never stops the sweep: an error no rule foresaw while handling it defers it
+(and fails it after a few such errors) with the error on its timeline, and the sweep goes
+on with the next one (see _unexpected). A database error does stop it: outcomes could no
+longer be recorded.
 """
 from __future__ import annotations
 
@@ -18,7 +23,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
@@ -35,6 +41,9 @@ log = logging.getLogger(__name__)
 DUE_STATUSES = ("queued", "deferred")
 AUTH_FAILURES_BEFORE_PAUSE = 3
 DEFAULT_SCHEDULE = [1, 5, 15, 60, 180, 360]
+# An unexpected error while handling a message defers it; this many such errors fail it.
+ERRORS_BEFORE_FAILING = 3
+UNEXPECTED = "unexpected error"  # how those timeline entries start (and are counted)
 
 
 @dataclass
@@ -348,35 +357,49 @@ def sweep(batch_size: int = 200, owner: str | None = None,
 
 def _process(message: Message, batch: _Batch, transports: _Transports,
              result: SweepResult, following: Message | None = None) -> None:
-    """Send one claimed message and commit its outcome."""
+    """Send one claimed message and commit its outcome; an error no rule foresaw defers it
+    instead of stopping the sweep (see _unexpected)."""
     now = utcnow()
     customer = message.customer
     events: list[dict] = []
-    reason = batch.hold_reason(customer)
-    if reason:
-        _finish(message, "held", status_reason=reason)
-        events.append(_event(message, "held", detail=reason, at=now))
-        result.held += 1
-    elif message.created_at + batch.max_age < now:
-        _finish(message, "failed", status_reason="expired: not delivered within the maximum age")
-        events.append(_event(message, "expired", detail=message.status_reason, at=now))
-        result.failed += 1
-    elif (entry := batch.suppression_for(message, customer)) is not None:
-        _finish(message, "suppressed", status_reason=f"recipient on the suppression list "
-                f"({entry.reason})")
-        message.suppression_id = entry.id
-        events.append(_event(message, "suppressed", detail=message.status_reason, at=now))
-        result.suppressed += 1
-    else:
-        outcome = _send(message, customer, transports, batch, following)
-        # the previous outcome is committed before the session may write (a suppression, a
-        # paused customer), so the two connections never wait on each other's lock
-        batch.connection.wait()
-        if outcome.status == "unsupported":
-            events.append(_unsupported(message, outcome, result))
+    before = (message.attempts, message.suppression_id)
+    outcome = None
+    try:
+        reason = batch.hold_reason(customer)
+        if reason:
+            _finish(message, "held", status_reason=reason)
+            events.append(_event(message, "held", detail=reason, at=now))
+            result.held += 1
+        elif message.created_at + batch.max_age < now:
+            _finish(message, "failed",
+                    status_reason="expired: not delivered within the maximum age")
+            events.append(_event(message, "expired", detail=message.status_reason, at=now))
+            result.failed += 1
+        elif (entry := batch.suppression_for(message, customer)) is not None:
+            _finish(message, "suppressed", status_reason=f"recipient on the suppression list "
+                    f"({entry.reason})")
+            message.suppression_id = entry.id
+            events.append(_event(message, "suppressed", detail=message.status_reason, at=now))
+            result.suppressed += 1
         else:
-            events.append(_record(message, customer, outcome, batch, result))
+            outcome = _send(message, customer, transports, batch, following)
+            # the previous outcome is committed before the session may write (a suppression,
+            # a paused customer), so the two connections never wait on each other's lock
+            batch.connection.wait()
+            if outcome.status == "unsupported":
+                events.append(_unsupported(message, outcome, result))
+            else:
+                events.append(_record(message, customer, outcome, batch, result))
+    except Exception as exc:
+        if _database_trouble(exc):
+            raise  # outcomes could not be recorded either: stop, the next sweep starts over
+        events = [_unexpected(message, exc, outcome, before, batch, result)]
     _save(message, events, batch.connection)
+
+
+def _database_trouble(exc: Exception) -> bool:
+    """An error of the database itself (the driver's, raw or wrapped by SQLAlchemy)."""
+    return isinstance(exc, (DBAPIError, db.engine.dialect.loaded_dbapi.Error))
 
 
 def _unsupported(message: Message, outcome: Outcome, result: SweepResult) -> dict:
@@ -387,6 +410,44 @@ def _unsupported(message: Message, outcome: Outcome, result: SweepResult) -> dic
     message.next_attempt_at = None
     result.failed += 1
     return _event(message, "failed", detail=outcome.text)
+
+
+def _unexpected(message: Message, exc: Exception, outcome: Outcome | None, before: tuple,
+                batch: _Batch, result: SweepResult) -> dict:
+    """An error no rule foresaw while handling one message (building it, a transport that
+    raised, recording the answer): logged with its traceback and put on the timeline. The
+    message is deferred like a temporary failure, and fails at its ERRORS_BEFORE_FAILING-th
+    such error (or at the maximum age). A message the server had already accepted is sent.
+    Returns the timeline event; never raises, so the sweep goes on with the next message."""
+    db.session.rollback()  # whatever the error left half done (e.g. a pause) is undone
+    now = utcnow()
+    error = f"{type(exc).__name__}: {exc}".replace("\x00", "")[:1000]
+    message.attempts, message.suppression_id = before[0] + 1, before[1]
+    if outcome is not None and outcome.ok:
+        log.error("sweep: message %s was sent, then: %s", message.public_id, error,
+                  exc_info=exc)
+        _finish(message, "sent")
+        message.sent_at, message.next_attempt_at = now, None
+        message.last_smtp_code, message.last_smtp_text = outcome.code, outcome.text[:2000]
+        result.sent += 1
+        return _event(message, "sent", code=outcome.code, text=outcome.text[:2000], at=now,
+                      detail=f"{UNEXPECTED} after sending: {error}")
+    errors = 1 + db.session.scalar(select(func.count()).select_from(MessageEvent).where(
+        MessageEvent.message_id == message.id, MessageEvent.detail.like(f"{UNEXPECTED}: %")))
+    log.error("sweep: message %s, %s %d of %d: %s", message.public_id, UNEXPECTED, errors,
+              ERRORS_BEFORE_FAILING, error, exc_info=exc)
+    detail = f"{UNEXPECTED}: {error}"
+    next_at = now + next_delay(message.attempts, batch.schedule)
+    if errors >= ERRORS_BEFORE_FAILING or next_at > message.created_at + batch.max_age:
+        _finish(message, "failed", status_reason=f"failed after {errors} unexpected errors")
+        message.next_attempt_at = None
+        result.failed += 1
+        return _event(message, "failed", detail=detail, at=now)
+    _finish(message, "deferred", status_reason=detail)
+    message.next_attempt_at = next_at
+    result.deferred += 1
+    return _event(message, "deferred", detail=detail, at=now,
+                  data={"next_attempt_at": next_at.isoformat()})
 
 
 _SAVED_COLUMNS = ("status", "status_reason", "lease_owner", "lease_expires_at", "attempts",
@@ -548,6 +609,7 @@ def _save(message: Message, events: list[dict], outcomes: _Outcomes) -> None:
 
 def _send(message: Message, customer: Customer, transports: _Transports, batch: _Batch,
           following: Message | None) -> Outcome:
+    """Build (unless built ahead) and send one message."""
     try:
         transport = transports.get(customer)
     except CredentialsError as exc:
