@@ -3,9 +3,10 @@
 Safe with many workers: due rows are read in index order (on PostgreSQL with
 `FOR UPDATE SKIP LOCKED`) and claimed by one UPDATE that re-checks they are still due, each
 message's outcome is committed right after the server answers (see _Outcomes), and a dead
-worker's claims are taken over when their lease expires. A worker
-renews its lease before it runs short and never starts a send after its lease ended, so
-two live workers never hold the same row.
+worker's claims are taken over when their lease expires. A worker renews its lease before it
+runs short, keeps renewing the lease of the message in flight however slow its server is
+(see _Heartbeat), never starts a send (nor its DATA) after its lease ended, and writes an
+outcome only while it still holds the row, so two live workers never send the same message.
 
 One message never stops the sweep: an error no rule foresaw while handling it defers it
 (and fails it after a few such errors) with the error on its timeline, and the sweep goes
@@ -15,7 +16,9 @@ longer be recorded.
 from __future__ import annotations
 
 import logging
+import math
 import random
+import threading
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -44,6 +47,10 @@ DEFAULT_SCHEDULE = [1, 5, 15, 60, 180, 360]
 # An unexpected error while handling a message defers it; this many such errors fail it.
 ERRORS_BEFORE_FAILING = 3
 UNEXPECTED = "unexpected error"  # how those timeline entries start (and are counted)
+# The most replies one send can wait on, each up to the transport's timeout: a reused
+# connection's MAIL, then a fresh connection: TCP connect, banner, EHLO, STARTTLS, TLS
+# handshake, EHLO, AUTH LOGIN (3), MAIL, RCPT, DATA, the message, its answer; rounded up.
+SEND_REPLIES = 16
 
 
 @dataclass
@@ -55,6 +62,7 @@ class SweepResult:
     failed: int = 0
     held: int = 0
     suppressed: int = 0
+    lost: int = 0  # messages another worker took over mid-send: left to it, nothing written
 
     def line(self) -> str:
         """The CLI's last line."""
@@ -149,6 +157,111 @@ def release_claims(owner: str) -> None:
     db.session.commit()
 
 
+class LeaseLost(Exception):
+    """This worker no longer holds the lease of the message it is sending."""
+
+
+class _Heartbeat:
+    """Keeps the lease of the message in flight while its server takes its time.
+
+    One send waits on up to SEND_REPLIES replies, each up to the transport's own timeout
+    (a customer's server may be given 300 s): far longer than a lease worth having, since a
+    dead worker's claims wait a whole lease to be taken over. So the lease stays short and
+    a thread renews the row being sent, on a connection of its own, until its send ends
+    (or has run SEND_REPLIES timeouts: a server that trickles bytes for ever does not keep
+    the row for ever). The rest of the batch is renewed between messages as before; when a
+    slow send outlives it, other workers take it over and this one stops before it.
+
+    The thread wakes every sixth of the lease and renews when less than half is left; a send
+    starts with at least half left (see `sweep`), so a renewal lands with a third to spare.
+    `check()`, called before DATA, refuses to go on once the lease may have ended.
+    """
+
+    def __init__(self, engine, owner: str, lease: float):
+        self._engine = engine
+        self._owner = owner
+        self._lease = lease
+        self._lock = threading.Lock()
+        self._current: list | None = None  # [message id, lease end, renew until] (monotonic)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sending(self, message_id: int, lease_end: float, timeout: float) -> None:
+        """A send of `message_id` starts; its row's lease ends at `lease_end` (monotonic)."""
+        now = time.monotonic()
+        with self._lock:
+            self._current = [message_id, lease_end, now + SEND_REPLIES * timeout]
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="sweep-lease", daemon=True)
+            self._thread.start()
+
+    def done(self) -> None:
+        """The send ended."""
+        with self._lock:
+            self._current = None
+
+    def check(self) -> None:
+        """Raise LeaseLost when the message in flight may belong to another worker by now."""
+        with self._lock:
+            current = self._current
+        if current is not None and time.monotonic() >= current[1]:
+            raise LeaseLost(f"the lease of message {current[0]} ended during its send")
+
+    def close(self) -> None:
+        """Stop the thread (it closes its connection)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        connection = None
+        warned = None
+        try:
+            while not self._stop.wait(self._lease / 6):
+                with self._lock:
+                    current = self._current
+                if current is None:
+                    continue
+                message_id, lease_end, renew_until = current
+                started = time.monotonic()
+                if lease_end - started > self._lease / 2:
+                    continue
+                if started > renew_until:
+                    if warned != message_id:
+                        warned = message_id
+                        log.warning("sweep: message %s has been sending for %d timeouts; its "
+                                    "lease is no longer renewed", message_id, SEND_REPLIES)
+                    continue
+                try:
+                    if connection is None:
+                        connection = self._engine.connect()
+                    renewed = connection.execute(
+                        update(Message).where(Message.id == message_id,
+                                              Message.lease_owner == self._owner,
+                                              Message.status == "sending")
+                        .values(lease_expires_at=utcnow() + timedelta(seconds=self._lease))
+                    ).rowcount
+                    connection.commit()
+                except Exception:  # the next wake tries again; check() stops DATA meanwhile
+                    log.warning("sweep: could not renew the lease of message %s", message_id,
+                                exc_info=True)
+                    if connection is not None:
+                        connection.invalidate()
+                        connection.close()
+                        connection = None
+                    continue
+                with self._lock:
+                    if self._current is current:
+                        # taken before the UPDATE: the row's lease ends no earlier than this
+                        current[1] = started + self._lease if renewed else 0.0
+                if not renewed:
+                    log.warning("sweep: message %s was taken over by another worker during "
+                                "its send", message_id)
+        finally:
+            if connection is not None:
+                connection.close()
+
+
 def _transition(query, status: str, event_type: str, reason: str, detail: str) -> int:
     """Move the rows `query` selects to `status` in chunks, one timeline event per row moved.
 
@@ -227,6 +340,8 @@ class _Batch:
     connection: object = None  # where outcomes are written (see _save)
     prepared: dict[int, bytes] = field(default_factory=dict)  # built ahead (see _send)
     reattach: list[Message] = field(default_factory=list)  # the caller's copies of them
+    heartbeat: _Heartbeat | None = None  # renews the lease of the message in flight
+    lease_end: float = math.inf  # when the batch's claims end (monotonic)
 
     @classmethod
     def load(cls, ids: list[int], owner: str) -> _Batch:
@@ -301,8 +416,11 @@ def sweep(batch_size: int = 200, owner: str | None = None,
     result.failed += expire_held()
     transports = _Transports()
     lease = _lease_seconds()
-    # Renew when less than this is left: enough for a slow send to finish inside the lease.
-    margin = min(2 * float(current_app.config.get("MAIL_TIMEOUT") or 30), lease / 2)
+    # Renew the batch's claims when less than half the lease is left: a send then starts
+    # with half a lease to spare, and the heartbeat renews its row long before it ends,
+    # however long the server takes.
+    margin = lease / 2
+    heartbeat = _Heartbeat(db.engine, owner, lease)
     session = db.session()
     expire_on_commit = session.expire_on_commit
     # Each message's outcome is committed alone; keeping the rest of the batch loaded
@@ -311,7 +429,7 @@ def sweep(batch_size: int = 200, owner: str | None = None,
     # Outcomes go through a connection (and a thread) of their own, one short transaction
     # per message: cheaper than the session's per-commit bookkeeping, overlapped with the
     # next SMTP exchange, and the same guarantee (see _Outcomes).
-    outcomes = _Outcomes(db.engine)
+    outcomes = _Outcomes(db.engine, owner)
     handled = 0
     reattach: list[Message] = []
     try:
@@ -325,6 +443,7 @@ def sweep(batch_size: int = 200, owner: str | None = None,
             batch = _Batch.load(ids, owner)
             reattach.extend(batch.reattach)
             batch.connection = outcomes
+            batch.heartbeat = heartbeat
             for position, message in enumerate(batch.messages):
                 if time.monotonic() + margin > lease_end:
                     if time.monotonic() >= lease_end:
@@ -333,6 +452,7 @@ def sweep(batch_size: int = 200, owner: str | None = None,
                     outcomes.wait()
                     renew_lease(owner)
                     lease_end = renewed_at + lease
+                batch.lease_end = lease_end
                 following = batch.messages[position + 1] \
                     if position + 1 < len(batch.messages) else None
                 _process(message, batch, transports, result, following)
@@ -344,8 +464,10 @@ def sweep(batch_size: int = 200, owner: str | None = None,
             release_claims(owner)
         outcomes.wait()
     finally:
+        heartbeat.close()
         transports.close()
         outcomes.close()
+        result.lost += outcomes.lost
         session.expire_on_commit = expire_on_commit
         db.session.rollback()
         for message in reattach:  # the caller's objects stay usable, reloaded on access
@@ -390,6 +512,12 @@ def _process(message: Message, batch: _Batch, transports: _Transports,
                 events.append(_unsupported(message, outcome, result))
             else:
                 events.append(_record(message, customer, outcome, batch, result))
+    except LeaseLost as exc:
+        # Not sent (we stopped before DATA) and no longer ours: the worker holding it
+        # sends it and writes its outcome.
+        log.warning("sweep: message %s left to another worker: %s", message.public_id, exc)
+        result.lost += 1
+        return
     except Exception as exc:
         if _database_trouble(exc):
             raise  # outcomes could not be recorded either: stop, the next sweep starts over
@@ -463,8 +591,12 @@ def _event(message: Message, type_: str, *, code: int | None = None, text: str |
 
 
 _MESSAGES = Message.__table__
+# Only while the row is still this worker's: a worker that lost it (its lease ran out and
+# another claimed it) must not overwrite the other's outcome.
 _SAVE_MESSAGE = (
-    _MESSAGES.update().where(_MESSAGES.c.id == bindparam("message_pk"))
+    _MESSAGES.update().where(_MESSAGES.c.id == bindparam("message_pk"),
+                             _MESSAGES.c.lease_owner == bindparam("lease_holder"),
+                             _MESSAGES.c.status == bindparam("claimed_status"))
     .values({name: bindparam(f"new_{name}") for name in (*_SAVED_COLUMNS, "updated_at")})
 )
 _SAVE_EVENT = MessageEvent.__table__.insert()
@@ -504,10 +636,16 @@ class _Outcomes:
     a killed worker still re-sends at most the one message that was in flight. The thread
     spends its time in the database driver, which releases the GIL, while the sweep waits
     for the SMTP server's replies.
+
+    The UPDATE matches only a row `owner` still holds; when it matches nothing another
+    worker took the message over: its timeline rows are not written either, and it is
+    counted in `lost`.
     """
 
-    def __init__(self, engine):
+    def __init__(self, engine, owner: str):
         self._engine = engine
+        self._owner = owner
+        self.lost = 0
         self._connection = None  # opened, used and closed on the writer thread only
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sweep-outcomes")
         self._pending: Future | None = None
@@ -520,6 +658,7 @@ class _Outcomes:
     def save(self, values: dict, events: list[dict]) -> None:
         """Queue the write; the previous one is finished first (and its error raised)."""
         self.wait()
+        values["lease_holder"], values["claimed_status"] = self._owner, "sending"
         self._used = True
         self._pending = self._executor.submit(self._write, values, events)
 
@@ -562,6 +701,12 @@ class _Outcomes:
         cursor = raw.cursor()
         try:
             cursor.execute(self.update.sql, self.update.params(values))
+            if cursor.rowcount != 1:
+                raw.rollback()
+                self.lost += 1
+                log.warning("sweep: message id %s was taken over by another worker; this "
+                            "worker's outcome for it is not written", values["message_pk"])
+                return
             for event in events:
                 cursor.execute(self.insert.sql, self.insert.params(event))
             raw.commit()
@@ -609,7 +754,7 @@ def _save(message: Message, events: list[dict], outcomes: _Outcomes) -> None:
 
 def _send(message: Message, customer: Customer, transports: _Transports, batch: _Batch,
           following: Message | None) -> Outcome:
-    """Build (unless built ahead) and send one message."""
+    """Build (unless built ahead) and send one message, its lease kept by the heartbeat."""
     try:
         transport = transports.get(customer)
     except CredentialsError as exc:
@@ -630,10 +775,24 @@ def _send(message: Message, customer: Customer, transports: _Transports, batch: 
         except Exception:  # noqa: BLE001 - built (and failing) again in its own turn
             pass
 
-    return transport.send(message.envelope_from, message.recipient, data, dsn_envid=envid,
-                          before_data=batch.connection.wait,
-                          while_server_works=prepare_following,
-                          smtputf8=compose.smtputf8_address(message))
+    heartbeat = batch.heartbeat
+
+    def before_data() -> None:
+        """The last point where not sending is safe: the previous outcome is committed and
+        this message is still ours."""
+        batch.connection.wait()
+        if heartbeat is not None:
+            heartbeat.check()
+
+    if heartbeat is not None:
+        heartbeat.sending(message.id, batch.lease_end, transport.settings.timeout)
+    try:
+        return transport.send(message.envelope_from, message.recipient, data, dsn_envid=envid,
+                              before_data=before_data, while_server_works=prepare_following,
+                              smtputf8=compose.smtputf8_address(message))
+    finally:
+        if heartbeat is not None:
+            heartbeat.done()
 
 
 def _will_send(message: Message, batch: _Batch) -> bool:
