@@ -208,10 +208,11 @@ class _Heartbeat:
             raise LeaseLost(f"the lease of message {current[0]} ended during its send")
 
     def close(self) -> None:
-        """Stop the thread (it closes its connection)."""
+        """Stop the thread (it closes its connection); a renewal stuck on a frozen database
+        does not hold up the end of the sweep for more than a few seconds."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(timeout=5)
 
     def _run(self) -> None:
         connection = None
@@ -251,10 +252,11 @@ class _Heartbeat:
                         connection = None
                     continue
                 with self._lock:
-                    if self._current is current:
+                    still_sending = self._current is current
+                    if still_sending:
                         # taken before the UPDATE: the row's lease ends no earlier than this
                         current[1] = started + self._lease if renewed else 0.0
-                if not renewed:
+                if still_sending and not renewed:  # (once done, its outcome may be written)
                     log.warning("sweep: message %s was taken over by another worker during "
                                 "its send", message_id)
         finally:
