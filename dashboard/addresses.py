@@ -103,14 +103,24 @@ def envelope(address: str) -> str:
 @lru_cache(maxsize=4096)
 def _envelope(address: str) -> str:
     local, at, domain = address.rpartition("@")
-    if not at or domain.isascii():
+    if not at:
         return address
+    return f"{local}@{ascii_domain(domain)}"
+
+
+def ascii_domain(domain: str) -> str:
+    """A domain name in A-labels (IDNA 2008, UTS 46 mapping), as DNS and SMTP want it; a
+    ValueError says why it cannot be written so. ASCII comes back as it is."""
+    if domain.isascii():
+        return domain
     try:
-        ascii_domain = idna.encode(domain, uts46=True).decode("ascii")
+        # label by label, so that an ASCII label IDNA would refuse (_dmarc) stays as it is
+        mapped = idna.uts46_remap(domain, std3_rules=False, transitional=False)
+        return ".".join(label if label.isascii() else idna.alabel(label).decode("ascii")
+                        for label in mapped.split("."))
     except (idna.IDNAError, UnicodeError) as exc:
         raise ValueError(f"{domain!r} is not a valid international domain name: {exc}") \
             from None
-    return f"{local}@{ascii_domain}"
 
 
 def needs_smtputf8(address: str) -> bool:
