@@ -125,3 +125,14 @@ def test_the_log_finds_a_message_by_either_spelling_of_its_domain(app, make_cust
     for term in ("info@xn--mller-kva.de", "INFO@MÜLLER.DE", "info@m"):
         page = log_search.run(log_search.Search(q=term))
         assert [m.id for m in page.messages] == [message.id], term
+
+
+def test_the_message_page_shows_the_address_as_it_was_sent(app, make_customer,
+                                                           support_client):
+    """Support reads info@müller.de and, beside it, the punycode a bounce will quote."""
+    customer, _ = make_customer()
+    [idn, plain] = _queue(customer, "info@müller.de", "plain@example.com")
+    page = support_client.get(f"/log/{idn.public_id}").get_data(as_text=True)
+    assert "info@müller.de" in page and "sent as info@xn--mller-kva.de" in page
+    page = support_client.get(f"/log/{plain.public_id}").get_data(as_text=True)
+    assert "plain@example.com" in page and "sent as" not in page
