@@ -5,6 +5,8 @@ from flask import Flask
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
+from .addresses import envelope
+
 STATUS_LABELS = {
     "queued": _l("queued"),
     "sending": _l("sending"),
@@ -38,6 +40,14 @@ def status_label(status: str) -> str:
     return str(STATUS_LABELS.get(status, status))
 
 
+def a_labels(address: str) -> str:
+    """An address with its domain as sent (A-labels, punycode); as it is if it cannot be."""
+    try:
+        return envelope(address or "")
+    except ValueError:
+        return address
+
+
 def role_label(role: str) -> str:
     """A role in the user's language."""
     return str(ROLE_LABELS.get(role, role))
@@ -65,3 +75,4 @@ def init_app(app: Flask) -> None:
 
     app.jinja_env.filters["role_label"] = role_label
     app.jinja_env.filters["status_label"] = status_label
+    app.jinja_env.filters["a_labels"] = a_labels

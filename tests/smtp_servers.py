@@ -137,13 +137,15 @@ class DsnController(Controller):
 
 def start_server(*, faults: dict[str, str] | None = None, tls_context: ssl.SSLContext | None = None,
                  starttls_context: ssl.SSLContext | None = None,
-                 auth: tuple[str, str] | None = None, dsn: bool = False) -> Sink:
-    """Start an aiosmtpd server on a free port of 127.0.0.1."""
+                 auth: tuple[str, str] | None = None, dsn: bool = False,
+                 smtputf8: bool = False) -> Sink:
+    """Start an aiosmtpd server on a free port of 127.0.0.1 (`smtputf8`: offering SMTPUTF8,
+    RFC 6531, as aiosmtpd does only when asked)."""
     received: list[Received] = []
     handler = RecordingHandler(received, faults)
     port = free_port()
     kwargs: dict = {"hostname": "127.0.0.1", "port": port, "ready_timeout": 10}
-    server_kwargs: dict = {"data_size_limit": 20 * 1024 * 1024}
+    server_kwargs: dict = {"data_size_limit": 20 * 1024 * 1024, "enable_SMTPUTF8": smtputf8}
     if auth:
         server_kwargs["authenticator"] = Authenticator(*auth)
         server_kwargs["auth_require_tls"] = tls_context is None

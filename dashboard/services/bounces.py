@@ -18,6 +18,7 @@ from email.parser import HeaderParser
 
 from sqlalchemy import select
 
+from ..addresses import canonical
 from ..extensions import db
 from ..models import BounceReport, Message, utcnow
 from . import suppressions
@@ -62,14 +63,15 @@ def _clean(value) -> str:
 
 
 def _address(value) -> str | None:
-    """The address in 'rfc822; user@example.com' (or any text holding one), lowercased."""
+    """The address in 'rfc822; user@example.com' (or any text holding one), in its stored
+    form (an A-label domain, as DSNs write it, is the same address as its Unicode form)."""
     if not value:
         return None
     text = _clean(value)
     if ";" in text:
         text = text.split(";", 1)[1]
     match = _ADDRESS_RE.search(text)
-    return match.group(0).strip(".").lower() if match else None
+    return canonical(match.group(0).strip(".")) if match else None
 
 
 def _status(value) -> str | None:

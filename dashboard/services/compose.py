@@ -11,19 +11,32 @@ from email.message import EmailMessage
 from email.utils import encode_rfc2231, format_datetime, formataddr
 from functools import lru_cache
 
-from ..addresses import check_header_value, header_address, parse_sender
+from ..addresses import (
+    check_header_value,
+    envelope,
+    header_address,
+    needs_smtputf8,
+    parse_sender,
+)
 from ..models import Message, utcnow
 
 
-def build(message: Message, attachments=None, open_tracking: bool = False) -> EmailMessage:
+def build(message: Message, attachments=None, open_tracking: bool = False,
+          utf8: bool = False) -> EmailMessage:
     """The EmailMessage for `message`: From, To, Subject, Message-ID, text + HTML, files.
 
     `open_tracking` (send time only) adds the customer's open-tracking pixel to the HTML.
+    Addresses are written with their domain in A-labels (an encoded word is not allowed in
+    an address); `utf8` (a message going out with SMTPUTF8, written with the SMTPUTF8
+    policy) keeps them in Unicode, as RFC 6532 allows.
     """
     email = EmailMessage()
     name, address = parse_sender(message.from_header or "", "from")
+    recipient = message.recipient
+    if not utf8:
+        address, recipient = envelope(address), envelope(recipient)
     email["From"] = header_address(name, address)
-    email["To"] = header_address(None, message.recipient)
+    email["To"] = header_address(None, recipient)
     email["Subject"] = check_header_value(message.subject or "", "subject")
     email["Date"] = format_datetime(message.created_at or utcnow())
     email["Message-ID"] = check_header_value(message.message_id_header, "message_id")
@@ -56,8 +69,8 @@ def build(message: Message, attachments=None, open_tracking: bool = False) -> Em
 # -- the sending path ---------------------------------------------------------------------
 # `build` goes through the email package's header objects, which costs more than the SMTP
 # round trips themselves. The sweep sends the same structure (text + HTML, files) written
-# directly as bytes from values checked the same way; anything unusual (a non-ASCII
-# address) falls back to `build`.
+# directly as bytes from values checked the same way; an address with a non-ASCII local
+# part (UTF-8 headers, RFC 6532) falls back to `build`.
 _PLAIN_HEADER = re.compile(r"[\x20-\x7e]*")
 
 
@@ -157,15 +170,31 @@ def _sender(from_header: str) -> tuple[str, str]:
     return parse_sender(from_header, "from")
 
 
+def smtputf8_address(message: Message) -> str | None:
+    """The first of the message's addresses (recipient, envelope sender, From) whose local
+    part is not ASCII: the message then needs SMTPUTF8 (RFC 6531). None for the others."""
+    from_header = message.from_header or ""
+    candidates = [message.recipient, message.envelope_from or ""]
+    if not from_header.isascii():
+        candidates.append(_sender(from_header)[1])
+    return next((a for a in candidates if needs_smtputf8(a)), None)
+
+
 def build_bytes(message: Message, attachments=None, open_tracking: bool = False) -> bytes:
-    """The message as SMTP-ready bytes (CRLF): what `build` makes, written directly."""
+    """The message as SMTP-ready bytes (CRLF): what `build` makes, written directly.
+    International domains are written in A-labels; a message with a non-ASCII local part
+    gets UTF-8 headers (RFC 6532) and goes out only with SMTPUTF8 (`smtputf8_address`)."""
     name, sender = _sender(message.from_header or "")
-    if not (sender.isascii() and message.recipient.isascii()):
-        return build(message, attachments, open_tracking).as_bytes(policy=email.policy.SMTP)
+    recipient = message.recipient
+    if not (sender.isascii() and recipient.isascii()):
+        sender, recipient = envelope(sender), envelope(recipient)
+        if not (sender.isascii() and recipient.isascii()):
+            return build(message, attachments, open_tracking, utf8=True).as_bytes(
+                policy=email.policy.SMTPUTF8)
     files = attachments if attachments is not None else message.attachments
     head = [
         _address_header("From", name, sender),
-        _address_header("To", None, message.recipient),
+        _address_header("To", None, recipient),
         _header("Subject", message.subject or ""),
         f"Date: {format_datetime(message.created_at or utcnow())}\r\n".encode(),
         _header("Message-ID", message.message_id_header),

@@ -20,6 +20,7 @@ import dns.rdatatype
 import dns.resolver
 from flask import current_app
 
+from ..addresses import ascii_domain
 from ..extensions import db
 from ..models import Customer, utcnow
 
@@ -76,7 +77,13 @@ class Lookup:
             return self._cache[key]
         self.queries += 1
         try:
-            answer = self.resolver.resolve(key[0] + ".", rdtype, search=False,
+            # dnspython would encode an international name with IDNA 2003 (straße.example
+            # would become strasse.example, another domain): A-labels as email-validator's
+            ascii_name = ascii_domain(key[0])
+        except ValueError as exc:
+            raise DnsFailure(str(exc)) from None
+        try:
+            answer = self.resolver.resolve(ascii_name + ".", rdtype, search=False,
                                            raise_on_no_answer=False)
             records = list(answer) if answer.rrset is not None else []
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):

@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import and_, func, or_, select, union, union_all
 
+from ..addresses import canonical
 from ..extensions import db
 from ..models import EVENTS, SENDING_MODES, STATUSES, Customer, Message, normalise_reference, utcnow
 
@@ -193,11 +194,11 @@ def _term_conditions(search: Search, indexed: bool) -> list:
     """The box's conditions, one per index that serves them (a match on any is a match)."""
     term = normalise_term(search.q)
     kind = search.kind
-    if kind == "address":
-        return [_prefix(Message.recipient, term.lower(), indexed)]
+    if kind == "address":  # info@xn--mller-kva.de finds info@müller.de (stored form)
+        return [_prefix(Message.recipient, canonical(term), indexed)]
     if kind == "text":
         return [_prefix(Message.reference_norm, normalise_reference(term), indexed),
-                _prefix(Message.recipient, term.lower(), indexed)]
+                _prefix(Message.recipient, canonical(term), indexed)]
     return []
 
 

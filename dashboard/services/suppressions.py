@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, or_, select
 
+from ..addresses import canonical
 from ..extensions import db
 from ..models import (
     BounceReport,
@@ -35,11 +36,12 @@ class NotAllowed(ServiceError):
 
 
 def normalise_address(address: str) -> str:
-    """Case and whitespace do not make another address: ' Bob@X.com ' is bob@x.com."""
+    """Case, whitespace and the way a domain is written do not make another address:
+    ' Bob@X.com ' is bob@x.com, info@xn--mller-kva.de is info@müller.de."""
     address = (address or "").strip().strip("<>").strip()
     if address.lower().startswith("mailto:"):
         address = address[7:]
-    return address.lower()
+    return canonical(address)
 
 
 def scope_for(customer: Customer) -> tuple[str, int | None]:

@@ -3,14 +3,22 @@
 Safe with many workers: due rows are read in index order (on PostgreSQL with
 `FOR UPDATE SKIP LOCKED`) and claimed by one UPDATE that re-checks they are still due, each
 message's outcome is committed right after the server answers (see _Outcomes), and a dead
-worker's claims are taken over when their lease expires. A worker
-renews its lease before it runs short and never starts a send after its lease ended, so
-two live workers never hold the same row.
+worker's claims are taken over when their lease expires. A worker renews its lease before it
+runs short, keeps renewing the lease of the message in flight however slow its server is
+(see _Heartbeat), never starts a send (nor its DATA) after its lease ended, and writes an
+outcome only while it still holds the row, so two live workers never send the same message.
+
+One message never stops the sweep: an error no rule foresaw while handling it defers it
+(and fails it after a few such errors) with the error on its timeline, and the sweep goes
+on with the next one (see _unexpected). A database error does stop it: outcomes could no
+longer be recorded.
 """
 from __future__ import annotations
 
 import logging
+import math
 import random
+import threading
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,7 +26,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
@@ -35,6 +44,13 @@ log = logging.getLogger(__name__)
 DUE_STATUSES = ("queued", "deferred")
 AUTH_FAILURES_BEFORE_PAUSE = 3
 DEFAULT_SCHEDULE = [1, 5, 15, 60, 180, 360]
+# An unexpected error while handling a message defers it; this many such errors fail it.
+ERRORS_BEFORE_FAILING = 3
+UNEXPECTED = "unexpected error"  # how those timeline entries start (and are counted)
+# The most replies one send can wait on, each up to the transport's timeout: a reused
+# connection's MAIL, then a fresh connection: TCP connect, banner, EHLO, STARTTLS, TLS
+# handshake, EHLO, AUTH LOGIN (3), MAIL, RCPT, DATA, the message, its answer; rounded up.
+SEND_REPLIES = 16
 
 
 @dataclass
@@ -46,6 +62,7 @@ class SweepResult:
     failed: int = 0
     held: int = 0
     suppressed: int = 0
+    lost: int = 0  # messages another worker took over mid-send: left to it, nothing written
 
     def line(self) -> str:
         """The CLI's last line."""
@@ -140,6 +157,113 @@ def release_claims(owner: str) -> None:
     db.session.commit()
 
 
+class LeaseLost(Exception):
+    """This worker no longer holds the lease of the message it is sending."""
+
+
+class _Heartbeat:
+    """Keeps the lease of the message in flight while its server takes its time.
+
+    One send waits on up to SEND_REPLIES replies, each up to the transport's own timeout
+    (a customer's server may be given 300 s): far longer than a lease worth having, since a
+    dead worker's claims wait a whole lease to be taken over. So the lease stays short and
+    a thread renews the row being sent, on a connection of its own, until its send ends
+    (or has run SEND_REPLIES timeouts: a server that trickles bytes for ever does not keep
+    the row for ever). The rest of the batch is renewed between messages as before; when a
+    slow send outlives it, other workers take it over and this one stops before it.
+
+    The thread wakes every sixth of the lease and renews when less than half is left; a send
+    starts with at least half left (see `sweep`), so a renewal lands with a third to spare.
+    `check()`, called before DATA, refuses to go on once the lease may have ended.
+    """
+
+    def __init__(self, engine, owner: str, lease: float):
+        self._engine = engine
+        self._owner = owner
+        self._lease = lease
+        self._lock = threading.Lock()
+        self._current: list | None = None  # [message id, lease end, renew until] (monotonic)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sending(self, message_id: int, lease_end: float, timeout: float) -> None:
+        """A send of `message_id` starts; its row's lease ends at `lease_end` (monotonic)."""
+        now = time.monotonic()
+        with self._lock:
+            self._current = [message_id, lease_end, now + SEND_REPLIES * timeout]
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="sweep-lease", daemon=True)
+            self._thread.start()
+
+    def done(self) -> None:
+        """The send ended."""
+        with self._lock:
+            self._current = None
+
+    def check(self) -> None:
+        """Raise LeaseLost when the message in flight may belong to another worker by now."""
+        with self._lock:
+            current = self._current
+        if current is not None and time.monotonic() >= current[1]:
+            raise LeaseLost(f"the lease of message {current[0]} ended during its send")
+
+    def close(self) -> None:
+        """Stop the thread (it closes its connection); a renewal stuck on a frozen database
+        does not hold up the end of the sweep for more than a few seconds."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        connection = None
+        warned = None
+        try:
+            while not self._stop.wait(self._lease / 6):
+                with self._lock:
+                    current = self._current
+                if current is None:
+                    continue
+                message_id, lease_end, renew_until = current
+                started = time.monotonic()
+                if lease_end - started > self._lease / 2:
+                    continue
+                if started > renew_until:
+                    if warned != message_id:
+                        warned = message_id
+                        log.warning("sweep: message %s has been sending for %d timeouts; its "
+                                    "lease is no longer renewed", message_id, SEND_REPLIES)
+                    continue
+                try:
+                    if connection is None:
+                        connection = self._engine.connect()
+                    renewed = connection.execute(
+                        update(Message).where(Message.id == message_id,
+                                              Message.lease_owner == self._owner,
+                                              Message.status == "sending")
+                        .values(lease_expires_at=utcnow() + timedelta(seconds=self._lease))
+                    ).rowcount
+                    connection.commit()
+                except Exception:  # the next wake tries again; check() stops DATA meanwhile
+                    log.warning("sweep: could not renew the lease of message %s", message_id,
+                                exc_info=True)
+                    if connection is not None:
+                        connection.invalidate()
+                        connection.close()
+                        connection = None
+                    continue
+                with self._lock:
+                    still_sending = self._current is current
+                    if still_sending:
+                        # taken before the UPDATE: the row's lease ends no earlier than this
+                        current[1] = started + self._lease if renewed else 0.0
+                if still_sending and not renewed:  # (once done, its outcome may be written)
+                    log.warning("sweep: message %s was taken over by another worker during "
+                                "its send", message_id)
+        finally:
+            if connection is not None:
+                connection.close()
+
+
 def _transition(query, status: str, event_type: str, reason: str, detail: str) -> int:
     """Move the rows `query` selects to `status` in chunks, one timeline event per row moved.
 
@@ -218,6 +342,8 @@ class _Batch:
     connection: object = None  # where outcomes are written (see _save)
     prepared: dict[int, bytes] = field(default_factory=dict)  # built ahead (see _send)
     reattach: list[Message] = field(default_factory=list)  # the caller's copies of them
+    heartbeat: _Heartbeat | None = None  # renews the lease of the message in flight
+    lease_end: float = math.inf  # when the batch's claims end (monotonic)
 
     @classmethod
     def load(cls, ids: list[int], owner: str) -> _Batch:
@@ -292,8 +418,11 @@ def sweep(batch_size: int = 200, owner: str | None = None,
     result.failed += expire_held()
     transports = _Transports()
     lease = _lease_seconds()
-    # Renew when less than this is left: enough for a slow send to finish inside the lease.
-    margin = min(2 * float(current_app.config.get("MAIL_TIMEOUT") or 30), lease / 2)
+    # Renew the batch's claims when less than half the lease is left: a send then starts
+    # with half a lease to spare, and the heartbeat renews its row long before it ends,
+    # however long the server takes.
+    margin = lease / 2
+    heartbeat = _Heartbeat(db.engine, owner, lease)
     session = db.session()
     expire_on_commit = session.expire_on_commit
     # Each message's outcome is committed alone; keeping the rest of the batch loaded
@@ -302,7 +431,7 @@ def sweep(batch_size: int = 200, owner: str | None = None,
     # Outcomes go through a connection (and a thread) of their own, one short transaction
     # per message: cheaper than the session's per-commit bookkeeping, overlapped with the
     # next SMTP exchange, and the same guarantee (see _Outcomes).
-    outcomes = _Outcomes(db.engine)
+    outcomes = _Outcomes(db.engine, owner)
     handled = 0
     reattach: list[Message] = []
     try:
@@ -316,6 +445,7 @@ def sweep(batch_size: int = 200, owner: str | None = None,
             batch = _Batch.load(ids, owner)
             reattach.extend(batch.reattach)
             batch.connection = outcomes
+            batch.heartbeat = heartbeat
             for position, message in enumerate(batch.messages):
                 if time.monotonic() + margin > lease_end:
                     if time.monotonic() >= lease_end:
@@ -324,6 +454,7 @@ def sweep(batch_size: int = 200, owner: str | None = None,
                     outcomes.wait()
                     renew_lease(owner)
                     lease_end = renewed_at + lease
+                batch.lease_end = lease_end
                 following = batch.messages[position + 1] \
                     if position + 1 < len(batch.messages) else None
                 _process(message, batch, transports, result, following)
@@ -335,8 +466,10 @@ def sweep(batch_size: int = 200, owner: str | None = None,
             release_claims(owner)
         outcomes.wait()
     finally:
+        heartbeat.close()
         transports.close()
         outcomes.close()
+        result.lost += outcomes.lost
         session.expire_on_commit = expire_on_commit
         db.session.rollback()
         for message in reattach:  # the caller's objects stay usable, reloaded on access
@@ -348,32 +481,103 @@ def sweep(batch_size: int = 200, owner: str | None = None,
 
 def _process(message: Message, batch: _Batch, transports: _Transports,
              result: SweepResult, following: Message | None = None) -> None:
-    """Send one claimed message and commit its outcome."""
+    """Send one claimed message and commit its outcome; an error no rule foresaw defers it
+    instead of stopping the sweep (see _unexpected)."""
     now = utcnow()
     customer = message.customer
     events: list[dict] = []
-    reason = batch.hold_reason(customer)
-    if reason:
-        _finish(message, "held", status_reason=reason)
-        events.append(_event(message, "held", detail=reason, at=now))
-        result.held += 1
-    elif message.created_at + batch.max_age < now:
-        _finish(message, "failed", status_reason="expired: not delivered within the maximum age")
-        events.append(_event(message, "expired", detail=message.status_reason, at=now))
-        result.failed += 1
-    elif (entry := batch.suppression_for(message, customer)) is not None:
-        _finish(message, "suppressed", status_reason=f"recipient on the suppression list "
-                f"({entry.reason})")
-        message.suppression_id = entry.id
-        events.append(_event(message, "suppressed", detail=message.status_reason, at=now))
-        result.suppressed += 1
-    else:
-        outcome = _send(message, customer, transports, batch, following)
-        # the previous outcome is committed before the session may write (a suppression, a
-        # paused customer), so the two connections never wait on each other's lock
-        batch.connection.wait()
-        events.append(_record(message, customer, outcome, batch, result))
+    before = (message.attempts, message.suppression_id)
+    outcome = None
+    try:
+        reason = batch.hold_reason(customer)
+        if reason:
+            _finish(message, "held", status_reason=reason)
+            events.append(_event(message, "held", detail=reason, at=now))
+            result.held += 1
+        elif message.created_at + batch.max_age < now:
+            _finish(message, "failed",
+                    status_reason="expired: not delivered within the maximum age")
+            events.append(_event(message, "expired", detail=message.status_reason, at=now))
+            result.failed += 1
+        elif (entry := batch.suppression_for(message, customer)) is not None:
+            _finish(message, "suppressed", status_reason=f"recipient on the suppression list "
+                    f"({entry.reason})")
+            message.suppression_id = entry.id
+            events.append(_event(message, "suppressed", detail=message.status_reason, at=now))
+            result.suppressed += 1
+        else:
+            outcome = _send(message, customer, transports, batch, following)
+            # the previous outcome is committed before the session may write (a suppression,
+            # a paused customer), so the two connections never wait on each other's lock
+            batch.connection.wait()
+            if outcome.status == "unsupported":
+                events.append(_unsupported(message, outcome, result))
+            else:
+                events.append(_record(message, customer, outcome, batch, result))
+    except LeaseLost as exc:
+        # Not sent (we stopped before DATA) and no longer ours: the worker holding it
+        # sends it and writes its outcome.
+        log.warning("sweep: message %s left to another worker: %s", message.public_id, exc)
+        result.lost += 1
+        return
+    except Exception as exc:
+        if _database_trouble(exc):
+            raise  # outcomes could not be recorded either: stop, the next sweep starts over
+        events = [_unexpected(message, exc, outcome, before, batch, result)]
     _save(message, events, batch.connection)
+
+
+def _database_trouble(exc: Exception) -> bool:
+    """An error of the database itself (the driver's, raw or wrapped by SQLAlchemy)."""
+    return isinstance(exc, (DBAPIError, db.engine.dialect.loaded_dbapi.Error))
+
+
+def _unsupported(message: Message, outcome: Outcome, result: SweepResult) -> dict:
+    """The server lacks what this message needs (SMTPUTF8): it fails at once, saying why;
+    no retry would change that, and it says nothing about the recipient."""
+    message.attempts += 1
+    _finish(message, "failed", status_reason=outcome.text)
+    message.next_attempt_at = None
+    result.failed += 1
+    return _event(message, "failed", detail=outcome.text)
+
+
+def _unexpected(message: Message, exc: Exception, outcome: Outcome | None, before: tuple,
+                batch: _Batch, result: SweepResult) -> dict:
+    """An error no rule foresaw while handling one message (building it, a transport that
+    raised, recording the answer): logged with its traceback and put on the timeline. The
+    message is deferred like a temporary failure, and fails at its ERRORS_BEFORE_FAILING-th
+    such error (or at the maximum age). A message the server had already accepted is sent.
+    Returns the timeline event; never raises, so the sweep goes on with the next message."""
+    db.session.rollback()  # whatever the error left half done (e.g. a pause) is undone
+    now = utcnow()
+    error = f"{type(exc).__name__}: {exc}".replace("\x00", "")[:1000]
+    message.attempts, message.suppression_id = before[0] + 1, before[1]
+    if outcome is not None and outcome.ok:
+        log.error("sweep: message %s was sent, then: %s", message.public_id, error,
+                  exc_info=exc)
+        _finish(message, "sent")
+        message.sent_at, message.next_attempt_at = now, None
+        message.last_smtp_code, message.last_smtp_text = outcome.code, outcome.text[:2000]
+        result.sent += 1
+        return _event(message, "sent", code=outcome.code, text=outcome.text[:2000], at=now,
+                      detail=f"{UNEXPECTED} after sending: {error}")
+    errors = 1 + db.session.scalar(select(func.count()).select_from(MessageEvent).where(
+        MessageEvent.message_id == message.id, MessageEvent.detail.like(f"{UNEXPECTED}: %")))
+    log.error("sweep: message %s, %s %d of %d: %s", message.public_id, UNEXPECTED, errors,
+              ERRORS_BEFORE_FAILING, error, exc_info=exc)
+    detail = f"{UNEXPECTED}: {error}"
+    next_at = now + next_delay(message.attempts, batch.schedule)
+    if errors >= ERRORS_BEFORE_FAILING or next_at > message.created_at + batch.max_age:
+        _finish(message, "failed", status_reason=f"failed after {errors} unexpected errors")
+        message.next_attempt_at = None
+        result.failed += 1
+        return _event(message, "failed", detail=detail, at=now)
+    _finish(message, "deferred", status_reason=detail)
+    message.next_attempt_at = next_at
+    result.deferred += 1
+    return _event(message, "deferred", detail=detail, at=now,
+                  data={"next_attempt_at": next_at.isoformat()})
 
 
 _SAVED_COLUMNS = ("status", "status_reason", "lease_owner", "lease_expires_at", "attempts",
@@ -389,8 +593,12 @@ def _event(message: Message, type_: str, *, code: int | None = None, text: str |
 
 
 _MESSAGES = Message.__table__
+# Only while the row is still this worker's: a worker that lost it (its lease ran out and
+# another claimed it) must not overwrite the other's outcome.
 _SAVE_MESSAGE = (
-    _MESSAGES.update().where(_MESSAGES.c.id == bindparam("message_pk"))
+    _MESSAGES.update().where(_MESSAGES.c.id == bindparam("message_pk"),
+                             _MESSAGES.c.lease_owner == bindparam("lease_holder"),
+                             _MESSAGES.c.status == bindparam("claimed_status"))
     .values({name: bindparam(f"new_{name}") for name in (*_SAVED_COLUMNS, "updated_at")})
 )
 _SAVE_EVENT = MessageEvent.__table__.insert()
@@ -430,10 +638,16 @@ class _Outcomes:
     a killed worker still re-sends at most the one message that was in flight. The thread
     spends its time in the database driver, which releases the GIL, while the sweep waits
     for the SMTP server's replies.
+
+    The UPDATE matches only a row `owner` still holds; when it matches nothing another
+    worker took the message over: its timeline rows are not written either, and it is
+    counted in `lost`.
     """
 
-    def __init__(self, engine):
+    def __init__(self, engine, owner: str):
         self._engine = engine
+        self._owner = owner
+        self.lost = 0
         self._connection = None  # opened, used and closed on the writer thread only
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sweep-outcomes")
         self._pending: Future | None = None
@@ -446,6 +660,7 @@ class _Outcomes:
     def save(self, values: dict, events: list[dict]) -> None:
         """Queue the write; the previous one is finished first (and its error raised)."""
         self.wait()
+        values["lease_holder"], values["claimed_status"] = self._owner, "sending"
         self._used = True
         self._pending = self._executor.submit(self._write, values, events)
 
@@ -488,6 +703,12 @@ class _Outcomes:
         cursor = raw.cursor()
         try:
             cursor.execute(self.update.sql, self.update.params(values))
+            if cursor.rowcount != 1:
+                raw.rollback()
+                self.lost += 1
+                log.warning("sweep: message id %s was taken over by another worker; this "
+                            "worker's outcome for it is not written", values["message_pk"])
+                return
             for event in events:
                 cursor.execute(self.insert.sql, self.insert.params(event))
             raw.commit()
@@ -535,6 +756,7 @@ def _save(message: Message, events: list[dict], outcomes: _Outcomes) -> None:
 
 def _send(message: Message, customer: Customer, transports: _Transports, batch: _Batch,
           following: Message | None) -> Outcome:
+    """Build (unless built ahead) and send one message, its lease kept by the heartbeat."""
     try:
         transport = transports.get(customer)
     except CredentialsError as exc:
@@ -555,9 +777,24 @@ def _send(message: Message, customer: Customer, transports: _Transports, batch: 
         except Exception:  # noqa: BLE001 - built (and failing) again in its own turn
             pass
 
-    return transport.send(message.envelope_from, message.recipient, data, dsn_envid=envid,
-                          before_data=batch.connection.wait,
-                          while_server_works=prepare_following)
+    heartbeat = batch.heartbeat
+
+    def before_data() -> None:
+        """The last point where not sending is safe: the previous outcome is committed and
+        this message is still ours."""
+        batch.connection.wait()
+        if heartbeat is not None:
+            heartbeat.check()
+
+    if heartbeat is not None:
+        heartbeat.sending(message.id, batch.lease_end, transport.settings.timeout)
+    try:
+        return transport.send(message.envelope_from, message.recipient, data, dsn_envid=envid,
+                              before_data=before_data, while_server_works=prepare_following,
+                              smtputf8=compose.smtputf8_address(message))
+    finally:
+        if heartbeat is not None:
+            heartbeat.done()
 
 
 def _will_send(message: Message, batch: _Batch) -> bool:

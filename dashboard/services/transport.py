@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 from flask import current_app
 
+from ..addresses import envelope
+
 SECURITIES = ("ssl", "starttls", "none")
 AUTHS = ("plain", "login", "none")
 
@@ -46,7 +48,8 @@ class SmtpSettings:
 
 @dataclass
 class Outcome:
-    """The server's answer to one message: sent, deferred (retry), failed, or auth_failed."""
+    """The server's answer to one message: sent, deferred (retry), failed, or auth_failed;
+    or unsupported: the server lacks what the message needs (SMTPUTF8), nothing was sent."""
 
     status: str
     code: int | None
@@ -80,9 +83,10 @@ def relay_settings() -> SmtpSettings:
 
 
 def _text(value) -> str:
+    """A server's reply as text; NUL (which PostgreSQL cannot store) is dropped."""
     if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
+        value = value.decode("utf-8", "replace")
+    return str(value).replace("\x00", "")
 
 
 def _by_code(code: int | None, text: str, stage: str = "connect") -> Outcome:
@@ -140,36 +144,60 @@ class SmtpTransport:
             _quietly_close(self.smtp)
         self.smtp = None
 
+    def discard(self) -> None:
+        """Drop the connection without a word: its state is unknown (an error left it in the
+        middle of a message), and a QUIT there could be read as the message's text."""
+        smtp, self.smtp = self.smtp, None
+        if smtp is not None:
+            try:
+                smtp.close()
+            except OSError:
+                pass
+
     def supports_dsn(self) -> bool:
         """True when the connected server advertises DSN (RFC 3461)."""
         return self.smtp is not None and self.smtp.has_extn("dsn")
 
     # -- sending ----------------------------------------------------------------------
     def send(self, envelope_from: str, recipient: str, data: bytes,
-             dsn_envid: str | None = None, before_data=None, while_server_works=None
-             ) -> Outcome:
-        """Send one message to one recipient; every failure becomes an Outcome, never raised.
+             dsn_envid: str | None = None, before_data=None, while_server_works=None,
+             smtputf8: str | None = None) -> Outcome:
+        """Send one message to one recipient; every SMTP or network failure becomes an
+        Outcome. Anything else raised on the way (and what `before_data` raises) is passed
+        on, the connection dropped first: its state is then unknown.
+
+        Addresses go out with their domain in A-labels (punycode). A non-ASCII local part,
+        here or in the headers (`smtputf8` names that address), needs a server offering
+        SMTPUTF8: MAIL FROM then carries the SMTPUTF8 parameter (RFC 6531); a server without
+        it gets nothing and the Outcome is `unsupported`.
 
         `before_data`, when given, is called once the recipient is accepted and before DATA,
         the point after which the message may be delivered (the sweep waits there for the
-        previous message's outcome to be committed); what it raises is not caught.
+        previous message's outcome to be committed, and checks it still holds the lease).
         `while_server_works` is called once the message is handed over and before reading
         the server's answer to it: work done there overlaps with the server's (the sweep
         builds the next message); it must not raise.
         """
+        sender, rcpt = envelope(envelope_from), envelope(recipient)
+        if not (sender.isascii() and rcpt.isascii()):
+            smtputf8 = smtputf8 or (recipient if not rcpt.isascii() else envelope_from)
         reused = self.smtp is not None
-        hooks = (before_data, while_server_works)
-        outcome = self._attempt(envelope_from, recipient, data, dsn_envid, *hooks)
-        if reused and self._stale:
-            # The server had closed the reused connection (idle timeout, per-connection
-            # limit) before our MAIL FROM: nothing was delivered, so one fresh try is safe.
-            # Never after RCPT/DATA began: a retry there could deliver the message twice.
-            outcome = self._attempt(envelope_from, recipient, data, dsn_envid, *hooks)
+        args = (sender, rcpt, data, dsn_envid, before_data, while_server_works, smtputf8)
+        try:
+            outcome = self._attempt(*args)
+            if reused and self._stale:
+                # The server had closed the reused connection (idle timeout, per-connection
+                # limit) before our MAIL FROM: nothing was delivered, so one fresh try is
+                # safe. Never after RCPT/DATA began: a retry could deliver it twice.
+                outcome = self._attempt(*args)
+        except BaseException:
+            self.discard()
+            raise
         return outcome
 
     def _attempt(self, envelope_from: str, recipient: str, data: bytes,
-                 dsn_envid: str | None, before_data=None, while_server_works=None
-                 ) -> Outcome:
+                 dsn_envid: str | None, before_data=None, while_server_works=None,
+                 smtputf8: str | None = None) -> Outcome:
         self._stale = False
         try:
             smtp = self.smtp or self.connect()
@@ -192,8 +220,15 @@ class SmtpTransport:
             return Outcome("deferred", None, _describe(exc, self.settings))
         mail_options: list[str] = []
         rcpt_options: list[str] = []
+        if smtputf8:
+            if not smtp.has_extn("smtputf8"):
+                return Outcome("unsupported", None, (
+                    f"{smtputf8} has a non-ASCII local part: only a server offering SMTPUTF8 "
+                    f"(RFC 6531) can take it, and {self.settings.host}:{self.settings.port} "
+                    f"does not offer it"), "mail")
+            mail_options.append("SMTPUTF8")
         if dsn_envid and smtp.has_extn("dsn"):
-            mail_options = ["RET=HDRS", f"ENVID={dsn_envid}"]
+            mail_options += ["RET=HDRS", f"ENVID={dsn_envid}"]
             rcpt_options = ["NOTIFY=SUCCESS,FAILURE,DELAY"]
         stage = "mail"
         try:
