@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -96,12 +97,13 @@ def test_every_reason_has_a_class_and_words_in_both_languages(app):
 
 
 def test_the_classifier_imports_alone_without_flask():
-    """Pure module: importable (and usable) without Flask or the database."""
-    code = ("import sys; sys.modules['flask'] = None; sys.modules['sqlalchemy'] = None\n"
-            "import importlib.util, pathlib\n"
-            "spec = importlib.util.spec_from_file_location('fault', "
-            "pathlib.Path('dashboard/services/fault.py'))\n"
-            "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+    """Pure module: importable (and usable) without Flask, SQLAlchemy or the package."""
+    path = Path(fault.__file__)
+    code = ("import sys, importlib.util\n"
+            "sys.modules['flask'] = None; sys.modules['sqlalchemy'] = None\n"
+            f"spec = importlib.util.spec_from_file_location('fault', {str(path)!r})\n"
+            "m = importlib.util.module_from_spec(spec); sys.modules['fault'] = m\n"
+            "spec.loader.exec_module(m)\n"
             "print(m.classify(550, None, '550 5.1.1 no such user').reason)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
