@@ -182,9 +182,10 @@ def lift_reclassified(entry: Suppression, judgement: Judgement, actor: User | No
 
 
 def run(dry_run: bool = False, actor: User | None = None, batch: int = BATCH,
-        progress=None) -> Summary:
+        progress=None, on_change=None) -> Summary:
     """Re-read every active automatic entry in batches; lift those the current rules would
-    not create (unless `dry_run`). `progress(summary)` is called after each batch."""
+    not create (unless `dry_run`). `progress(summary)` is called after each batch and
+    `on_change(change)` for every entry lifted (or that would be)."""
     summary = Summary(dry_run)
     after_id = 0
     while True:
@@ -206,12 +207,15 @@ def run(dry_run: bool = False, actor: User | None = None, batch: int = BATCH,
                     entry.fault_reason = judgement.verdict.reason
                 continue
             summary.lifted += 1
+            change = {
+                "id": entry.id, "address": entry.address, "reason": entry.reason,
+                "scope": entry.scope, "why": judgement.why,
+                "fault_class": judgement.verdict.fault_class if judgement.verdict else None,
+                "fault_reason": judgement.verdict.reason if judgement.verdict else None}
             if len(summary.changes) < SHOWN:
-                summary.changes.append({
-                    "id": entry.id, "address": entry.address, "reason": entry.reason,
-                    "scope": entry.scope, "why": judgement.why,
-                    "fault_class": judgement.verdict.fault_class if judgement.verdict else None,
-                    "fault_reason": judgement.verdict.reason if judgement.verdict else None})
+                summary.changes.append(change)
+            if on_change is not None:
+                on_change(change)
             if not dry_run:
                 lift_reclassified(entry, judgement, actor, now)
         if dry_run:

@@ -277,6 +277,7 @@ class LiftPreview:
     previous: SuppressionRemoval | None
     window_days: int
     admin_only: bool
+    recipient_fault: bool = True  # False: never billable (not the recipient's doing)
 
 
 def preview_lift(entry: Suppression, now: datetime | None = None) -> LiftPreview:
@@ -286,8 +287,9 @@ def preview_lift(entry: Suppression, now: datetime | None = None) -> LiftPreview
     now = now or utcnow()
     window = int(settings.get("billing_window_days"))
     previous = last_removal(entry.address, since=now - timedelta(days=window), manual_only=True)
-    billable = previous is not None and recipient_fault(entry)
-    return LiftPreview(billable, previous, window, entry.reason == "complaint")
+    about_recipient = recipient_fault(entry)
+    return LiftPreview(previous is not None and about_recipient, previous, window,
+                       entry.reason == "complaint", about_recipient)
 
 
 def recipient_fault(entry: Suppression) -> bool:
