@@ -389,13 +389,27 @@ def _lines_after(text: str, start: int) -> list[str]:
     return text[start:].split("\n")
 
 
+_ANGLE_HEAD_RE = re.compile(
+    r"^\s{0,2}<([^<>\s]+@[^<>\s]+)>(?: \(expanded from <[^>]*>\))?:\s*(.*)$")
+_EXIM_MARKER_RE = re.compile(
+    r"(?:following address(?:\(es\)|es)? (?:failed|ha(?:s|ve) not yet been delivered)|"
+    r"address(?:\(es\)|es)? to which the message has not yet been delivered (?:is|are))"
+    r"[^\n]*\n", re.I)
+_EXIM_ADDRESS_RE = re.compile(r"^\s{1,3}<?([^<>\s]+@[^<>\s]+?)>?(?:\s*$|\s+\()")
+_SENDMAIL_MARKER_RE = re.compile(r"-+ ?the following addresses had (?:permanent fatal|"
+                                 r"transient non-fatal) errors ?-+\n", re.I)
+_BARE_ADDRESS_RE = re.compile(r"^<?([^<>\s]+@[^<>\s]+?)>?$")
+_TRANSCRIPT_CODE_RE = re.compile(r"^\s*[45]\d\d ")
+_FINAL_WORDS_RE = re.compile(r"permanent|fatal|failed|failure", re.I)
+
+
 def _angle_blocks(text: str) -> list[tuple[str, str]]:
     """Postfix ('<addr>: host … said: …'), qmail and Yahoo ('<addr>:' then lines):
     each failed address with the lines that explain it, up to a blank line."""
     found = []
     lines = text.split("\n")
     i = 0
-    head = re.compile(r"^\s{0,2}<([^<>\s]+@[^<>\s]+)>(?: \(expanded from <[^>]*>\))?:\s*(.*)$")
+    head = _ANGLE_HEAD_RE
     while i < len(lines):
         match = head.match(lines[i])
         if not match:
@@ -412,15 +426,14 @@ def _angle_blocks(text: str) -> list[tuple[str, str]]:
 
 def _exim(text: str) -> list[tuple[str, str]]:
     """Exim: 'The following address(es) failed:' then '  addr' and indented detail."""
-    marker = re.search(r"following address(?:\(es\)|es)? (?:failed|ha(?:s|ve) not yet been "
-                       r"delivered)[^\n]*\n", text, re.I)
+    marker = _EXIM_MARKER_RE.search(text)
     if marker is None:
         return []
     found: list[tuple[str, list[str]]] = []
     for line in _lines_after(text, marker.end()):
         if not line.strip():
             continue
-        address = re.match(r"^\s{1,3}<?([^<>\s]+@[^<>\s]+?)>?(?:\s*$|\s+\()", line)
+        address = _EXIM_ADDRESS_RE.match(line)
         if address and not line.startswith("    "):
             found.append((address.group(1), []))
         elif line.startswith((" ", "\t")) and found:
@@ -432,8 +445,7 @@ def _exim(text: str) -> list[tuple[str, str]]:
 
 def _sendmail(text: str) -> list[tuple[str, str]]:
     """Sendmail: '----- The following addresses had permanent fatal errors -----'."""
-    marker = re.search(r"-+ ?the following addresses had (?:permanent fatal|transient "
-                       r"non-fatal) errors ?-+\n", text, re.I)
+    marker = _SENDMAIL_MARKER_RE.search(text)
     if marker is None:
         return []
     found: list[tuple[str, list[str]]] = []
@@ -445,7 +457,7 @@ def _sendmail(text: str) -> list[tuple[str, str]]:
             if found:
                 break
             continue
-        address = re.match(r"^<?([^<>\s]+@[^<>\s]+?)>?$", stripped)
+        address = _BARE_ADDRESS_RE.match(stripped)
         if address:
             found.append((address.group(1), []))
         elif found:
@@ -457,7 +469,7 @@ def _sendmail(text: str) -> list[tuple[str, str]]:
             # the transcript's answer: '<<< 550 5.1.1 <addr>... User unknown'
             for line in text[marker.end():].split("\n"):
                 if address.lower() in line.lower() and _SMTP_CODE_RE.search(line) and (
-                        line.lstrip().startswith("<<<") or re.match(r"^\s*[45]\d\d ", line)):
+                        line.lstrip().startswith("<<<") or _TRANSCRIPT_CODE_RE.match(line)):
                     reason = (reason + " " + line.strip().lstrip("<").strip()).strip()
                     break
         results.append((address, reason))
@@ -658,17 +670,26 @@ def _parse(msg: EmailMessage, raw_text: str) -> list[Report]:
 
 def _dsn_reports(groups, msg: EmailMessage, text: str) -> list[Report]:
     """One report per DSN recipient; a missing Diagnostic-Code is looked for in the text."""
-    explained = None
+    explained: dict | None = None
+
+    def context_for(recipient: str | None) -> str | None:
+        """The text part's words about this recipient (read once, only when needed)."""
+        nonlocal explained
+        if explained is None:
+            explained = dict(_heuristics(msg, text, fallback=False)) if text.strip() else {}
+        return explained.get(recipient or "") or (
+            next(iter(explained.values())) if len(explained) == 1 else None)
+
     reports = []
     for recipient, original, action, status, diagnostic in groups:
         context = None
         if action not in ("delivered", "relayed", "expanded"):
-            if explained is None:  # the text part: it may name the stage, or explain
-                explained = dict(_heuristics(msg, text, fallback=False)) if text.strip() else {}
-            context = explained.get(recipient or "") or (
-                next(iter(explained.values())) if len(explained) == 1 else None)
             if not diagnostic:
+                context = context_for(recipient)
                 diagnostic = _diagnostic(context)
+            elif fault.classify(None, status, diagnostic, action).fault_class in \
+                    fault.RECIPIENT_CLASSES:
+                context = context_for(recipient)  # it may say the refusal was at MAIL FROM
         reports.append(_report(recipient, status, action, diagnostic, "dsn", context=context,
                                original_recipient=original))
     return reports
@@ -684,9 +705,9 @@ def _heuristic_reports(msg: EmailMessage, text: str) -> list[Report]:
     if not found:
         return []
     subject = _clean(msg.get("Subject"))
-    delayed = bool(_DELAY_RE.search(text[:20_000])) or (
-        bool(_DELAY_SUBJECT_RE.search(subject)) and not re.search(
-            r"permanent|fatal|failed|failure", subject + text[:3000], re.I))
+    delayed = bool(_DELAY_RE.search(text[:5000])) or (
+        bool(_DELAY_SUBJECT_RE.search(subject))
+        and not _FINAL_WORDS_RE.search(subject + text[:3000]))
     action = "delayed" if delayed else "failed"
     seen: dict[str | None, Report] = {}
     for address, diagnostic in found:

@@ -500,9 +500,82 @@ def _clean(text: str) -> str:
     return _SPACE_RE.sub(" ", text).strip()
 
 
+# -- speed: a literal prefilter per group ---------------------------------------------------
+# A group's rules are tried only when the text holds one of the literal strings every match
+# of one of them must contain (`in` is far cheaper than trying ~50 alternatives at every
+# position of the text). The literals are read from the patterns themselves.
+_MIN_LITERAL = 3
+
+
+def _needed(items) -> list[str] | None:
+    """Literals of which at least one occurs in any match of a parsed (sub)pattern, or None
+    when that cannot be told (then the group is always tried)."""
+    from re import _constants as c
+
+    options: list[list[str]] = []
+    run: list[str] = []
+
+    def close_run() -> None:
+        if len(run) >= _MIN_LITERAL:
+            options.append(["".join(run)])
+        run.clear()
+
+    for op, av in items:
+        if op is c.LITERAL:
+            run.append(chr(av))
+            continue
+        close_run()
+        found = None
+        if op is c.SUBPATTERN:
+            found = _needed(av[-1])
+        elif op is c.BRANCH:
+            alternatives = [_needed(branch) for branch in av[1]]
+            if all(alternatives):
+                found = [literal for alt in alternatives for literal in alt]
+        elif op in (c.MAX_REPEAT, c.MIN_REPEAT) and av[0] >= 1:
+            found = _needed(av[2])
+        if found:
+            options.append(found)
+    close_run()
+    if not options:
+        return None
+    # the most selective option: long literals, few of them
+    return max(options, key=lambda literals: (min(map(len, literals)), -len(literals)))
+
+
+def _prefilter(rules: list) -> tuple[str, ...] | None:
+    from re import _parser
+
+    literals: list[str] = []
+    for pattern, _reason in rules:
+        needed = _needed(_parser.parse(pattern.pattern).data)
+        if needed is None:
+            return None
+        literals.extend(needed)
+    kept: list[str] = []  # a literal holding a shorter kept one adds nothing: drop it
+    for literal in sorted(set(literals), key=len):
+        if not any(shorter in literal for shorter in kept):
+            kept.append(literal)
+    return tuple(kept)
+
+
+_PREFILTERS = {id(rules): _prefilter(rules) for rules in (*_GROUPS, _WEAK_RECIPIENT, _WEAK)}
+
+
+def _may_match(text: str, literals: tuple[str, ...] | None) -> bool:
+    if literals is None:
+        return True
+    for literal in literals:
+        if literal in text:
+            return True
+    return False
+
+
 def _match(text: str, groups) -> str | None:
-    """The reason the first matching rule names (groups in precedence order)."""
+    """The reason the first matching rule names (groups, then rules, in precedence order)."""
     for rules in groups:
+        if not _may_match(text, _PREFILTERS[id(rules)]):
+            continue
         for pattern, reason in rules:
             if pattern.search(text):
                 return reason
