@@ -33,7 +33,6 @@ from .transport import Outcome, SmtpTransport
 
 log = logging.getLogger(__name__)
 DUE_STATUSES = ("queued", "deferred")
-AUTH_FAILURES_BEFORE_PAUSE = send_outcomes.FAILURES_BEFORE_TRIP
 DEFAULT_SCHEDULE = [1, 5, 15, 60, 180, 360]
 
 

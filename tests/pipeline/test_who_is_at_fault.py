@@ -312,3 +312,19 @@ def test_a_refusal_never_suppresses_when_the_soft_threshold_is_not_reached(
         _queue(customer, TO)
         sweep()
     assert _entries() == []
+
+
+def test_the_api_gives_each_events_class_and_reason(app, client, smtp_server, point_relay,
+                                                    make_customer):
+    """GET /api/v1/notifications/<id>: the failed event carries who was at fault (codes)."""
+    point_relay(smtp_server(faults={TO: "rcpt:554 5.7.1 Client host [127.0.0.1] blocked "
+                                        "using zen.spamhaus.org"}))
+    customer, key = make_customer()
+    [message] = _queue(customer, TO)
+    sweep()
+    body = client.get(f"/api/v1/notifications/{message.public_id}",
+                      headers={"Authorization": f"Bearer {key}"}).json
+    failed = body["events"][-1]
+    assert (failed["type"], failed["fault_class"], failed["fault_reason"]) == (
+        "failed", "sender_reputation", "blocklist")
+    assert body["events"][0]["fault_class"] is None  # queued: no verdict
