@@ -256,7 +256,9 @@ def _parse_arf(msg: EmailMessage, part: EmailMessage) -> Report:
 _FBL_SUBJECT_RE = re.compile(
     r"complaint about message from|abuse report|spam report|feedback loop|\bfbl\b|"
     r"email feedback report|scomp|this is an email abuse report|junk mail report|"
-    r"user complaint|reported as spam|segnalazione (?:di )?(?:abuso|spam)", re.I)
+    r"user complaint|reported as spam|segnalazione (?:di )?(?:abuso|spam)|\[spamcop", re.I)
+# subjects only a feedback loop writes: enough without naming the recipient (it is ours)
+_FBL_CERTAIN_SUBJECT_RE = re.compile(r"complaint about message from|^\[spamcop", re.I)
 _FEEDBACK_TYPE_RE = re.compile(r"^feedback-type:\s*([\w-]+)", re.I | re.M)
 _ORIGINAL_RCPT_RE = re.compile(r"^(?:original-rcpt-to|x-hmxmroriginalrecipient|"
                                r"removal-recipient):\s*(.+)$", re.I | re.M)
@@ -273,8 +275,9 @@ def _feedback_loop(msg: EmailMessage, raw_text: str) -> Report | None:
     feedback_type = top_type or (in_text.group(1).lower() if in_text else None)
     rcpt = _ORIGINAL_RCPT_RE.search(raw_text)
     recipient = (_address(rcpt.group(1)) if rcpt else None) or _original_recipient(msg)
-    if recipient is None and not (top_type or in_text or jmrp):
-        return None  # a subject alone, without the message it is about, is not enough
+    if recipient is None and not (top_type or in_text or jmrp
+                                  or _FBL_CERTAIN_SUBJECT_RE.search(subject)):
+        return None  # a vague subject alone, without the message it is about, is not enough
     return _report(recipient, None, None, f"feedback loop: {subject or feedback_type}"[:2000],
                    "fbl", fault.complaint(feedback_type), feedback_type=feedback_type)
 
@@ -592,10 +595,15 @@ def _diagnostic_near(text: str, address: str) -> str | None:
     near = [i for i in codes
             if any(address in lines[j].lower() for j in range(max(0, i - 3), i + 1))]
     picked = (near or codes)[:1]
-    if not picked:
-        return None
-    i = picked[0]
-    return _clean(" ".join(lines[i:i + 2]))[:2000] or None
+    if picked:
+        i = picked[0]
+        return _clean(" ".join(lines[i:i + 2]))[:2000] or None
+    # no code at all (Lotus Domino, GroupWise…): the words that follow the address
+    for i, line in enumerate(lines):
+        if address and address in line.lower():
+            following = [text for text in lines[i:i + 8] if text][:5]
+            return _clean(" ".join(following))[:2000] or None
+    return None
 
 
 # -- auto-replies ------------------------------------------------------------------------

@@ -191,7 +191,7 @@ _ACCOUNT = _rules(
     (r"relay(?:ing)? (?:access )?(?:denied|not permitted|prohibited|not allowed)|"
      r"unable to relay|relay access|not permitted to relay|we do not relay|relaying (?:to|from)"
      r" .{0,40} (?:denied|not allowed|prohibited)|(?:not|isn'?t) in my list of allowed rcpthosts|"
-     r"not (?:a )?(?:local|our) (?:domain|customer)|tenantattribution|"
+     r"not (?:a )?local domain|tenantattribution|"
      r"relay not permitted|open relay", "relay_denied"),
     (r"must issue a starttls|starttls (?:is )?required|tls (?:is )?required|"
      r"encryption required|requires? (?:a )?(?:secure|encrypted|tls) connection|"
@@ -240,7 +240,9 @@ _SENDER_IDENTITY = _rules(
      r"envelope[- ]from|return[- ]path|sender domain|domain you are sending from|"
      r"your (?:sending )?domain (?:\S+ )?(?:does not|doesn't) exist|"
      r"domain of sender address|mail from "
-     r"(?:address|domain)|invalid sender|sender address has null mx|sender denied",
+     r"(?:address|domain)|invalid sender|sender address has null mx|sender denied|"
+     r"sender (?:\S+ )?(?:does not|doesn't) exist|from (?:address|domain) (?:\S+ )?"
+     r"(?:does not|doesn't) exist",
      "sender_rejected"),
 )
 
@@ -332,7 +334,9 @@ _RECIPIENT_PERMANENT = _rules(
      r"unroutable address|no longer (?:accepts? mail|exists|valid|in use|active|available|"
      r"with|employed|works)|is no longer (?:a )?valid|(?:account|mailbox|address|user) "
      r"(?:has been )?(?:deleted|removed|closed|terminated|expired|discontinued)|"
-     r"undeliverable address|couldn'?t be found|could not be found|isn'?t a valid|"
+     r"undeliverable address|(?:address|mailbox|recipient|user|account|e-?mail) .{0,30}"
+     r"(?:couldn'?t|could not|cannot|can'?t) be found|(?:address|mailbox|recipient|user|"
+     r"account) (?:\S+ )?isn'?t a valid|"
      r"not listed in (?:the )?(?:domino )?directory|no account by that name|"
      r"bad destination mailbox|unknown or illegal alias|invalid address|"
      r"doesn'?t have a \S+ account|does not have an account|"
@@ -636,8 +640,14 @@ def classify(code: int | None = None, status: str | None = None, text: str | Non
 
 
 def complaint(feedback_type: str | None) -> Verdict:
-    """A feedback report (ARF, RFC 5965, or a provider's own loop): always a complaint."""
+    """A feedback report (ARF, RFC 5965, or a provider's own loop): a complaint, except the
+    two kinds that are not one: 'not-spam' (a user rescuing the message) and 'auth-failure'
+    (RFC 6591: a DMARC/SPF/DKIM failure report, about our sender, never the recipient)."""
     kind = (feedback_type or "abuse").strip().lower()
+    if kind == "not-spam":
+        return Verdict(DELIVERED, "delivered", False)
+    if kind in ("auth-failure", "dkim", "dmarc"):
+        return Verdict(SENDER_REPUTATION, "unauthenticated", True)
     reason = {"fraud": "fraud", "virus": "virus_report", "other": "other_report"}.get(
         kind, "abuse")
     return Verdict(COMPLAINT, reason, True)

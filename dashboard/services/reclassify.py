@@ -243,7 +243,15 @@ def total() -> int:
 
 def start(actor: User, dry_run: bool, app: Flask | None = None,
           background: bool = True) -> JobRun:
-    """Record a run (audited) and do it in the background; the page polls its progress."""
+    """Record a run (audited) and do it in the background; the page polls its progress.
+    A run still going is returned instead of starting a second one; with nothing to
+    examine the run is done at once."""
+    running = db.session.scalar(
+        select(JobRun).where(JobRun.job == JOB, JobRun.status == "running",
+                             JobRun.started_at > utcnow() - timedelta(hours=1))
+        .order_by(JobRun.id.desc()).limit(1))
+    if running is not None:
+        return running
     run_row = JobRun(job=JOB, status="running", worker=jobs.worker_name(), progress=0,
                      total=total(), requested_by_id=actor.id, params={"dry_run": dry_run},
                      counts=Summary(dry_run).counts())
@@ -253,7 +261,7 @@ def start(actor: User, dry_run: bool, app: Flask | None = None,
                  after={"dry_run": dry_run, "total": run_row.total})
     db.session.commit()
     run_id = run_row.id
-    if not background:
+    if not background or not run_row.total:
         execute(run_id, actor.id)
         return db.session.get(JobRun, run_id)
     app = app or current_app._get_current_object()
