@@ -381,11 +381,14 @@ _DELAY_RE = re.compile(
 _DELAY_SUBJECT_RE = re.compile(
     r"delay|delayed|warning|still being retried|not yet delivered|ritard|verz[öo]ger|"
     r"retard|retras|atras", re.I)
+# subjects mail servers give their bounces, in the languages the staff's users write in
 _FAILED_SUBJECT_RE = re.compile(
-    r"undeliver|undelivered|returned|failure|failed|delivery status|non recapitabile|"
-    r"mancato recapito|non remis|unzustellbar|nicht zustellbar|no se puede entregar|"
-    r"no entregado|n[ãa]o entregue|onbestelbaar|non consegnat|rejected|bounce|"
-    r"could not be delivered|mail system error|fehler|errore|[ée]chec|error", re.I)
+    r"undeliver|returned mail|mail delivery failed|delivery (?:status notification|failure|"
+    r"has failed)|failure notice|non recapitabile|mancato recapito|errore di consegna|"
+    r"notifica (?:sullo )?stato (?:della )?consegna|non remis|[ée]chec de (?:la )?remise|"
+    r"unzustellbar|nicht zustellbar|zustellung fehlgeschlagen|no se puede entregar|"
+    r"no entregado|error de entrega|n[ãa]o entregue|falha na entrega|onbestelbaar|"
+    r"could not be delivered|mail system error", re.I)
 
 
 def _lines_after(text: str, start: int) -> list[str]:
@@ -551,6 +554,27 @@ def _exchange(text: str) -> list[tuple[str, str]]:
     return list(results.items())
 
 
+_FAILED_TO_RE = re.compile(
+    r"(?:failed to deliver to|could not (?:be )?deliver(?:ed)? (?:your message )?to|"
+    r"was not delivered to|wasn'?t delivered to|undeliverable to|did not reach|"
+    r"delivery to the following recipients? failed|following recipients? (?:did not receive|"
+    r"could not be reached|failed)|non (?:è stato )?recapitato a|nicht zugestellt an|"
+    r"n'a pas (?:pu )?[êe]tre (?:remis|distribu[ée])|no se (?:ha )?(?:podido )?entregar a)",
+    re.I)
+
+
+def _phrase_addresses(text: str) -> list[tuple[str, str]]:
+    """Any other server: the address that follows 'failed to deliver to', 'was not
+    delivered to', 'the following recipients did not receive'… (same line or next two)."""
+    found = []
+    for marker in _FAILED_TO_RE.finditer(text):
+        window = text[marker.end():marker.end() + 300].split("\n")[:3]
+        for address in _ADDRESS_RE.findall("\n".join(window)):
+            if _wanted(address) and address.lower() not in (a for a, _d in found):
+                found.append((address.lower(), _diagnostic_near(text, address.lower()) or ""))
+    return found
+
+
 def _heuristics(msg: EmailMessage, text: str, fallback: bool = True
                 ) -> list[tuple[str, str]]:
     """Failed addresses and their explanations from a bounce's text (the formats mail
@@ -561,6 +585,9 @@ def _heuristics(msg: EmailMessage, text: str, fallback: bool = True
             return found
     if not fallback:
         return []
+    found = _phrase_addresses(text)
+    if found:
+        return found
     addresses = [_address(a) for a in msg.get_all("X-Failed-Recipients", [])
                  for a in str(a).split(",")]
     addresses = [a for a in addresses if a and _wanted(a)]
@@ -598,11 +625,14 @@ def _diagnostic_near(text: str, address: str) -> str | None:
     if picked:
         i = picked[0]
         return _clean(" ".join(lines[i:i + 2]))[:2000] or None
-    # no code at all (Lotus Domino, GroupWise…): the words that follow the address
+    # no code at all (Lotus Domino, CommuniGate…): the words that follow the address, or,
+    # when it ends the text (GroupWise), the paragraph before it
     for i, line in enumerate(lines):
         if address and address in line.lower():
-            following = [text for text in lines[i:i + 8] if text][:5]
-            return _clean(" ".join(following))[:2000] or None
+            following = [text for text in lines[i + 1:i + 8] if text][:5]
+            if not following:
+                following = [text for text in lines[max(0, i - 6):i] if text][-5:]
+            return _clean(" ".join([line, *following]))[:2000] or None
     return None
 
 
@@ -635,6 +665,7 @@ def _is_auto_reply(msg: EmailMessage) -> bool:
 def _looks_like_bounce(msg: EmailMessage, text: str) -> bool:
     return (bool(msg.get("X-Failed-Recipients"))
             or bool(_BOUNCE_FROM_RE.search(_clean(msg.get("From"))))
+            or bool(_FAILED_SUBJECT_RE.search(_clean(msg.get("Subject"))))
             or bool(_BOUNCE_TEXT_RE.search(text[:20_000])))
 
 
@@ -704,9 +735,13 @@ def _dsn_reports(groups, msg: EmailMessage, text: str) -> list[Report]:
 
 
 def _heuristic_reports(msg: EmailMessage, text: str) -> list[Report]:
-    """A bounce in a non-standard format: failed (or delayed) recipients and their reason."""
+    """A bounce in a non-standard format: failed (or delayed) recipients and their reason.
+    Only a message that looks like a bounce is read so (a person's reply quoting one, or
+    naming an address, is not a report)."""
+    if not _looks_like_bounce(msg, text):
+        return []
     found = _heuristics(msg, text)
-    if not found and _looks_like_bounce(msg, text):
+    if not found:
         # A bounce naming no address we can read: its verdict is about the message's own
         # recipient (the VERP address says which message it was).
         found = [(None, _diagnostic_near(text, "") or "")]

@@ -389,8 +389,9 @@ _TRANSIENT = _rules(
     (r"connection timed out|timed out|(?<!retry )timeout|no answer from host|connection refused|"
      r"connection reset|network is unreachable|host unreachable|no route to host|"
      r"could not connect|unable to connect|can'?t connect|failed to connect|lost "
-     r"connection|connection (?:dropped|closed|lost|died)|host (?:is )?(?:down|unreachable|not "
-     r"responding)|server (?:is )?not responding|unreachable", "unreachable"),
+     r"connection|connection (?:dropped|closed|lost|died)|host (?:\S+ )?(?:is )?(?:down|"
+     r"unreachable|not responding)|server (?:is )?not responding|unreachable|not reachable",
+     "unreachable"),
     (r"retry timeout exceeded|delivery time expired|message expired|expired (?:after|in "
      r"queue)|been in the queue too long|too long in (?:the )?queue|queue lifetime|"
      r"maximum (?:queue )?time|undelivered for (?:more than )?\d+ (?:days|hours)|"
