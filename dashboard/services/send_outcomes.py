@@ -170,8 +170,9 @@ def _relay_breaker(decision: Decision, outcome: Outcome, cache: dict) -> None:
     if row.failures >= FAILURES_BEFORE_TRIP and row.tripped_at is None:
         row.tripped_at = now
         words = _words(decision, outcome)
-        alerts.raise_alert(RELAY_ALERT, f"Our relay refuses our own sending account: {words}",
-                           None, f"our relay refuses our sending account: {words}")
+        # the alert keeps the server's words; the banner says the rest in the reader's language
+        alerts.raise_alert(RELAY_ALERT, words, None,
+                           f"our relay refuses our sending account: {words}")
 
 
 def _clear_alert() -> None:

@@ -23,13 +23,12 @@ from dashboard.services.sweep import sweep
 from .conftest import sample
 
 
-@pytest.fixture
-def english_doctor(app):
-    """The doctor's words in English (outside a request it speaks the default language)."""
+def in_english(work, *args):
+    """A service's words in English (outside a request it speaks the default language)."""
     from flask_babel import force_locale
 
     with force_locale("en"):
-        yield
+        return work(*args)
 
 TO = "anna@example.com"
 
@@ -231,6 +230,11 @@ def test_our_relay_refusing_our_account_alerts_staff_and_a_success_clears_it(
     alert = db.session.scalar(select(Alert).where(Alert.cause == "relay_account",
                                                   Alert.cleared_at.is_(None)))
     assert alert is not None and "SubmissionQuotaExceeded" in alert.text
+    from dashboard.services.banners import active_banners
+
+    with app.test_request_context("/"):
+        assert any("Our relay refuses our own sending account" in banner.text
+                   for banner in in_english(active_banners))
     assert not db.session.get(type(customer), customer.id).paused
     staff = db.session.scalars(select(Message).where(Message.event == "processing_blocked")
                                ).all()
@@ -244,7 +248,7 @@ def test_our_relay_refusing_our_account_alerts_staff_and_a_success_clears_it(
 
 
 def test_the_doctor_names_cause_b_for_a_dmarc_refusal_and_c_for_an_unknown_user(
-        app, smtp_server, point_relay, make_customer, english_doctor):
+        app, smtp_server, point_relay, make_customer, support_client):
     """DMARC: (b) with the DNS advice for a custom_from customer, the address not
     suppressed; unknown user: (c), and (b) is not blamed."""
     point_relay(smtp_server(faults={
@@ -256,12 +260,14 @@ def test_the_doctor_names_cause_b_for_a_dmarc_refusal_and_c_for_an_unknown_user(
                                 from_address="ordini@cliente.example")
     _queue(customer, "dmarc@example.com", "gone@example.com")
     sweep()
-    dmarc = doctor.diagnose("dmarc@example.com")
+    dmarc = in_english(doctor.diagnose, "dmarc@example.com")
     assert dmarc.primary.cause == "spam" and dmarc.primary.colour == "red"
     assert "SPF" in dmarc.primary.text and "standard sending mode" in dmarc.primary.text
     assert any("DMARC" in line for line in dmarc.primary.evidence)
     assert dmarc.verdict("suppression").colour == "green"
-    gone = doctor.diagnose("gone@example.com")
+    page = support_client.get("/doctor/?address=dmarc@example.com").get_data(as_text=True)
+    assert "Refused: the sender&#39;s domain does not authorise our mail" in page
+    gone = in_english(doctor.diagnose, "gone@example.com")
     assert gone.primary.cause == "suppression"
     assert gone.verdict("spam").colour == "green"
     assert any("the address does not exist" in line
@@ -269,7 +275,7 @@ def test_the_doctor_names_cause_b_for_a_dmarc_refusal_and_c_for_an_unknown_user(
 
 
 def test_the_doctor_counts_sender_refusals_of_the_customer_and_transport(
-        app, smtp_server, point_relay, make_customer, english_doctor):
+        app, smtp_server, point_relay, make_customer):
     """Several blocklist refusals of one customer's relay mail: a deliverability problem,
     counted in the doctor's evidence."""
     faults = {f"u{i}@example.com": "rcpt:554 5.7.1 Client host [127.0.0.1] blocked using "
@@ -278,7 +284,7 @@ def test_the_doctor_counts_sender_refusals_of_the_customer_and_transport(
     customer, _ = make_customer(name="Bar Roma")
     _queue(customer, *faults)
     sweep()
-    verdict = doctor.diagnose("u0@example.com").verdict("spam")
+    verdict = in_english(doctor.diagnose, "u0@example.com").verdict("spam")
     assert verdict.colour == "red" and "blocklist" in verdict.evidence[0]
     assert any("3 messages of Bar Roma were refused" in line for line in verdict.evidence)
 
