@@ -9,8 +9,6 @@ addresses, is kept as evidence and changes nothing.
 """
 from __future__ import annotations
 
-import logging
-
 from sqlalchemy import select
 
 from ..extensions import db
@@ -18,8 +16,6 @@ from ..models import BounceReport, Message, utcnow
 from . import suppressions
 from .bounce_parsing import KINDS, Report, kind_of, verdict_for
 from .bounce_parsing import parse as parse
-
-log = logging.getLogger(__name__)
 
 RAW_LIMIT = 64 * 1024  # characters of the raw report kept as evidence
 __all__ = ["KINDS", "Report", "classify", "ingest", "parse"]
