@@ -1,21 +1,25 @@
-"""Bounce intake (issue 7). Not a test: it prints figures.
+"""Bounce intake (issues 7 and 13). Not a test: it prints figures.
 
-    python bench/bounces.py [--reports 1000] [--rounds 300] [--database URL]
+    python bench/bounces.py [--rounds 20] [--reports 0] [--database URL]
 
-1. Parsing alone (no database): time per report for each fixture format in
-   tests/bounces/fixtures (standard DSNs read by the standard library, the others through
-   flufl.bounce), and for junk.
-2. End to end: N messages are stored, then N hard-bounce DSNs are posted over SMTP (one
-   connection, the null sender) to the bounce listener running in this process; reports/s
-   include the VERP check at RCPT, parsing, the report row, the timeline event, the status
-   change and the suppression entry. Without --database a fresh SQLite file in a temporary
-   folder is used; a PostgreSQL URL gets its schema dropped and re-created, so give it a
-   database of its own.
+1. Classification (issue 13), no database: who is at fault for every labelled item of
+   tests/bounces/corpus, in alternating rounds: a round of every bounce message (parse the
+   report, find the recipients, classify each) then a round of every send-time reply
+   (classify). Each round prints its mean cost per item; the end prints the median and the
+   range per kind, and the load average before and after (the machine is shared: compare
+   ratios, not absolute figures).
+2. With --reports N, end to end (issue 7): N messages are stored, then N hard-bounce DSNs
+   are posted over SMTP (one connection, the null sender) to the bounce listener running in
+   this process; reports/s include the VERP check at RCPT, parsing, the report row, the
+   timeline event, the status change and the suppression entry. Without --database a fresh
+   SQLite file in a temporary folder is used; a PostgreSQL URL gets its schema dropped and
+   re-created, so give it a database of its own.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import smtplib
 import socket
 import statistics
@@ -27,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 FIXTURES = ROOT / "tests" / "bounces" / "fixtures"
+CORPUS = ROOT / "tests" / "bounces" / "corpus"
 ORDER_DATA = {"order_number": "ORD-1", "order_date": "1/1/2026", "total": "€ 5",
               "customer_name": "Bar", "agent_name": "Marco", "link": "https://x.example.com/o/1"}
 
@@ -44,25 +49,66 @@ def fill(name: str, verp: str, recipient: str, public_id: str) -> bytes:
     return text.replace("\r\n", "\n").replace("\n", "\r\n").encode()
 
 
-def parsing(rounds: int) -> None:
-    """Per-format parse times."""
-    from dashboard.services import bounces
+def _corpus() -> tuple[list[bytes], list[tuple[str, int | None, str]]]:
+    """The labelled bounce messages (CRLF) and send-time replies (stage, code, text)."""
+    from dashboard.services import fault
 
-    samples_all = []
-    cases = [(p.name, fill(p.name, "bounces+x.y@b.example", "mario.rossi@example.org", "x"))
-             for p in sorted(FIXTURES.glob("*.eml"))]
-    cases.append(("junk", b"From: x\r\n\r\nnot a report at all\r\n" * 20))
-    for name, raw in cases:
-        samples = []
-        for _ in range(rounds):
-            started = time.perf_counter()
-            bounces.parse(raw)
-            samples.append((time.perf_counter() - started) * 1000)
-        samples_all += samples
-        samples.sort()
-        print(f"parse {name:<26} p50 {statistics.median(samples):6.2f} ms  "
-              f"p95 {samples[int(len(samples) * 0.95) - 1]:6.2f} ms")
-    print(f"parse, all formats: {1000 / statistics.mean(samples_all):8.0f} reports/s (one thread)")
+    messages = [p.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+                for p in sorted((CORPUS / "eml").glob("*.eml"))]
+    replies = []
+    for line in (CORPUS / "replies.txt").read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            stage, reply, _klass, _reason = (cell.strip() for cell in line.split(" | "))
+            replies.append((stage, fault.parse_code(reply), reply))
+    return messages, replies
+
+
+def _timed(work) -> tuple[float, float]:
+    """(CPU seconds, wall seconds) of one call: on a shared machine the CPU time of this
+    process is the steadier figure; the wall time includes waiting for a core."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    work()
+    return time.process_time() - cpu, time.perf_counter() - wall
+
+
+def classification(rounds: int) -> None:
+    """Alternating rounds: every report parsed and classified, every reply classified."""
+    from dashboard.services import bounce_parsing, fault
+
+    messages, replies = _corpus()
+
+    def reports() -> None:
+        for raw in messages:
+            bounce_parsing.parse(raw)
+
+    def answers() -> None:
+        for stage, code, text in replies:
+            fault.classify(code, None, text, stage=stage)
+
+    reports()
+    answers()  # warm up (compiled patterns, imports)
+    load_before = os.getloadavg()
+    costs: dict[str, list[tuple[float, float]]] = {"report": [], "reply": []}
+    for number in range(1, rounds + 1):
+        cpu, wall = _timed(reports)
+        report = (cpu * 1000 / len(messages), wall * 1000 / len(messages))
+        cpu, wall = _timed(answers)
+        reply = (cpu * 1e6 / len(replies), wall * 1e6 / len(replies))
+        costs["report"].append(report)
+        costs["reply"].append(reply)
+        print(f"round {number:3d}: report (parse + classify) {report[0]:6.3f} ms CPU "
+              f"({report[1]:6.3f} wall)   send-time reply (classify) {reply[0]:6.1f} µs CPU "
+              f"({reply[1]:6.1f} wall)")
+    load_after = os.getloadavg()
+    for kind, unit, count in (("report", "ms", len(messages)), ("reply", "µs", len(replies))):
+        cpu = [c for c, _w in costs[kind]]
+        wall = [w for _c, w in costs[kind]]
+        print(f"{kind:6s} ({count} items/round): CPU median {statistics.median(cpu):.3f} {unit}"
+              f" range {min(cpu):.3f} – {max(cpu):.3f}; wall median "
+              f"{statistics.median(wall):.3f} range {min(wall):.3f} – {max(wall):.3f} {unit}")
+    print(f"load average before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}"
+          f"  after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}"
+          f"  (nproc {os.cpu_count()})")
 
 
 def _app(database: str):
@@ -127,15 +173,17 @@ def end_to_end(count: int, database: str) -> None:
 
 
 def main() -> None:
-    """Run both measurements."""
+    """Run the classification rounds, and the end-to-end intake when asked."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--reports", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--reports", type=int, default=0,
+                        help="also post N hard bounces to the listener (0: skip)")
     parser.add_argument("--database")
     args = parser.parse_args()
-    parsing(args.rounds)
-    with tempfile.TemporaryDirectory() as tmp:
-        end_to_end(args.reports, args.database or f"sqlite:///{tmp}/bench.sqlite3")
+    classification(args.rounds)
+    if args.reports:
+        with tempfile.TemporaryDirectory() as tmp:
+            end_to_end(args.reports, args.database or f"sqlite:///{tmp}/bench.sqlite3")
 
 
 if __name__ == "__main__":

@@ -206,7 +206,7 @@ def _seed_history(customer_list) -> None:
     from .extensions import db
     from .models import BounceReport, Message, MessageEvent, SuppressionRemoval, utcnow
     from .notifications import CATALOG
-    from .services import modes, render, suppressions
+    from .services import fault, modes, render, suppressions
 
     rng = random.Random(42)
     now = utcnow()
@@ -221,6 +221,7 @@ def _seed_history(customer_list) -> None:
         "user_invitation", "password_reset"]
     rendered_cache: dict = {}
     bounced_addresses: list[tuple[str, object, object]] = []
+    unknown_user = fault.Verdict(fault.RECIPIENT_PERMANENT, "unknown_user", True)
     for n in range(360):
         customer = rng.choice(customer_list)
         event = rng.choice(events)
@@ -275,6 +276,7 @@ def _seed_history(customer_list) -> None:
             message.bounced_at = at + timedelta(minutes=2)
             timeline.append(("bounce", message.bounced_at, None, "5.1.1",
                              f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"))
+            message.fault_class, message.fault_reason = fault.RECIPIENT_PERMANENT, "unknown_user"
             bounced_addresses.append((address, customer, message))
         if status == "deferred":
             message.attempts = rng.randint(1, 3)
@@ -285,10 +287,11 @@ def _seed_history(customer_list) -> None:
             message.attempts = 1
             message.last_smtp_code, message.last_smtp_text = 550, "5.1.1 No such user"
             message.status_reason = "refused by the server at rcpt"
+            message.fault_class, message.fault_reason = fault.RECIPIENT_PERMANENT, "unknown_user"
             timeline.append(("failed", at, 550, "5.1.1 No such user", message.status_reason))
         if status == "suppressed":
             entry = suppressions.suppress(address, "hard_bounce", customer, smtp_code="5.1.1",
-                                          diagnostic="User unknown (demo)")
+                                          diagnostic="User unknown (demo)", verdict=unknown_user)
             message.suppression_id = entry.id
             message.status_reason = "recipient on the suppression list (hard_bounce)"
             timeline = [("suppressed", created, None, None, message.status_reason)]
@@ -303,10 +306,11 @@ def _seed_history(customer_list) -> None:
     for address, customer, message in bounced_addresses[:8]:
         entry = suppressions.suppress(address, "hard_bounce", customer, smtp_code="5.1.1",
                                       diagnostic="Recipient address rejected: User unknown",
-                                      message=message)
+                                      message=message, verdict=unknown_user)
         message.suppression_id = entry.id
         db.session.add(BounceReport(
             message_id=message.id, customer_id=customer.id, recipient=address, kind="hard",
+            fault_class=unknown_user.fault_class, fault_reason=unknown_user.reason, source="dsn",
             status_code="5.1.1", action="failed", suppression_id=entry.id,
             diagnostic="smtp; 550 5.1.1 Recipient address rejected: User unknown",
             received_at=message.bounced_at,

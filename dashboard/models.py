@@ -111,6 +111,8 @@ class Customer(db.Model):
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
     paused_reason: Mapped[str | None] = mapped_column(Text)
     paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # account/transport refusals of its own SMTP in a row (auth, quota, send-as, TLS…):
+    # the circuit breaker that pauses a customer_smtp customer; a success resets it
     auth_failures: Mapped[int] = mapped_column(Integer, default=0)
     open_tracking: Mapped[bool] = mapped_column(Boolean, default=True)
     retention_days: Mapped[int | None] = mapped_column(Integer)
@@ -298,6 +300,9 @@ class Message(db.Model):
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_smtp_code: Mapped[int | None] = mapped_column(Integer)
     last_smtp_text: Mapped[str | None] = mapped_column(Text)
+    # who was at fault for the last refusal or report (services.fault); empty once sent
+    fault_class: Mapped[str | None] = mapped_column(String(24))
+    fault_reason: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -396,6 +401,9 @@ class Suppression(db.Model):
     reason: Mapped[str] = mapped_column(String(20))  # hard_bounce soft_bounce complaint manual
     smtp_code: Mapped[str | None] = mapped_column(String(20))
     diagnostic: Mapped[str | None] = mapped_column(Text)
+    # the verdict that created the entry (services.fault): why the address is here
+    fault_class: Mapped[str | None] = mapped_column(String(24))
+    fault_reason: Mapped[str | None] = mapped_column(String(32))
     note: Mapped[str | None] = mapped_column(Text)
     message_id: Mapped[int | None] = mapped_column(
         ForeignKey("message.id", ondelete="SET NULL", use_alter=True), index=True
@@ -423,13 +431,32 @@ class BounceReport(db.Model):
     )
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customer.id"))
     recipient: Mapped[str] = mapped_column(String(320))
-    kind: Mapped[str] = mapped_column(String(12))  # hard soft complaint delivered delayed
+    # hard soft failed delayed delivered auto_reply complaint unknown (bounce_parsing.KINDS)
+    kind: Mapped[str] = mapped_column(String(12))
+    fault_class: Mapped[str | None] = mapped_column(String(24))
+    fault_reason: Mapped[str | None] = mapped_column(String(32))
+    source: Mapped[str | None] = mapped_column(String(12))  # dsn arf fbl ses heuristic smtp…
     status_code: Mapped[str | None] = mapped_column(String(20))
     action: Mapped[str | None] = mapped_column(String(20))
     diagnostic: Mapped[str | None] = mapped_column(Text)
     raw: Mapped[str | None] = mapped_column(Text)
     suppression_id: Mapped[int | None] = mapped_column(ForeignKey("suppression.id"))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class TransportBreaker(db.Model):
+    """Account/transport refusals of our relay in a row (a customer's own SMTP counts on
+    Customer.auth_failures): repeated ones alert staff; a success resets the count."""
+
+    __tablename__ = "transport_breaker"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # modes.transport_key
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_code: Mapped[int | None] = mapped_column(Integer)
+    last_text: Mapped[str | None] = mapped_column(Text)
+    last_reason: Mapped[str | None] = mapped_column(String(32))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    tripped_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class SuppressionRemoval(db.Model):

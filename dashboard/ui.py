@@ -59,6 +59,7 @@ def init_app(app: Flask) -> None:
     @app.context_processor
     def _helpers():
         from .services.banners import active_banners
+        from .services.fault_labels import class_label, reason_label
 
         def banners():
             if not current_user.is_authenticated:
@@ -71,6 +72,8 @@ def init_app(app: Flask) -> None:
             "role_label": role_label,
             "event_label": lambda e: str(EVENT_LABELS.get(e, e)),
             "mode_label": lambda m: str(MODE_LABELS.get(m, m)),
+            "fault_class_label": class_label,
+            "fault_reason_label": reason_label,
         }
 
     app.jinja_env.filters["role_label"] = role_label

@@ -55,7 +55,8 @@ class RecordingHandler:
     """Accepts everything and records it; `faults` scripts answers per recipient.
 
     faults maps a recipient address to one of: "451" / "550" (at RCPT), "552" (at DATA),
-    "drop" (close the connection mid-DATA), "stall" (never answer DATA).
+    "drop" (close the connection mid-DATA), "stall" (never answer DATA), or any reply as a
+    server gives it: "rcpt:550 5.7.1 …" at RCPT, "data:554 5.2.0 …" after DATA.
     """
 
     def __init__(self, sink_list: list[Received], faults: dict[str, str] | None = None):
@@ -70,6 +71,8 @@ class RecordingHandler:
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         fault = self.faults.get(address.lower())
+        if fault and fault.startswith("rcpt:"):
+            return fault[5:]
         if fault == "451":
             return "451 4.3.0 Try again later"
         if fault == "550":
@@ -80,6 +83,9 @@ class RecordingHandler:
 
     async def handle_DATA(self, server, session, envelope):
         faults = {self.faults.get(r.lower()) for r in envelope.rcpt_tos}
+        scripted = sorted(f[5:] for f in faults if f and f.startswith("data:"))
+        if scripted:
+            return scripted[0]
         if "552" in faults:
             return "552 5.3.4 Message too big"
         if "drop" in faults:

@@ -45,7 +45,10 @@ def _message_json(message, with_events: bool = False) -> dict:
             "created_at": message.created_at.isoformat(),
             "events": [
                 {"at": e.at.isoformat(), "type": e.type, "smtp_code": e.smtp_code,
-                 "smtp_text": e.smtp_text, "detail": e.detail}
+                 "smtp_text": e.smtp_text, "detail": e.detail,
+                 # who was at fault (services.fault codes), on refusals and reports
+                 "fault_class": (e.data or {}).get("fault_class"),
+                 "fault_reason": (e.data or {}).get("fault_reason")}
                 for e in message.events
             ],
         })

@@ -20,7 +20,8 @@ bp = Blueprint("log", __name__, url_prefix="/log")
 
 CSV_COLUMNS = ("created_at", "message_id", "customer", "event", "reference", "recipient",
                "subject", "status", "status_reason", "attempts", "last_smtp_code",
-               "last_smtp_text", "sent_at", "transport", "resend_of")
+               "last_smtp_text", "sent_at", "transport", "resend_of", "fault_class",
+               "fault_reason")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -160,7 +161,8 @@ def export():
                 row.event, row.reference, row.recipient, row.subject, row.status,
                 row.status_reason, row.attempts, row.last_smtp_code, row.last_smtp_text,
                 row.sent_at.isoformat() if row.sent_at else "", row.transport,
-                _public_id(row.resend_of_id, resend_ids))])
+                _public_id(row.resend_of_id, resend_ids), row.fault_class,
+                row.fault_reason)])
             yield buffer.getvalue()
 
     filename = f"postino-log-{utcnow():%Y%m%d-%H%M}.csv"

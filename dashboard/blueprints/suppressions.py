@@ -11,9 +11,9 @@ from sqlalchemy import select
 
 from ..auth import roles
 from ..extensions import db
-from ..htmx import render, trigger
-from ..models import BounceReport, Customer, Message, Suppression
-from ..services import ServiceError, settings, suppressions
+from ..htmx import render, stop_polling, trigger
+from ..models import BounceReport, Customer, JobRun, Message, Suppression
+from ..services import ServiceError, reclassify, settings, suppressions
 from ..services.suppressions import NotAllowed
 
 bp = Blueprint("suppressions", __name__, url_prefix="/suppressions")
@@ -26,9 +26,10 @@ REASON_LABELS = {
 }
 SCOPE_LABELS = {"relay": _l("Our relay"), "customer": _l("Customer's own SMTP")}
 STATE_LABELS = {"active": _l("Active"), "lifted": _l("Lifted or expired"), "all": _l("All")}
-KIND_LABELS = {"hard": _l("hard bounce"), "soft": _l("soft bounce"), "delayed": _l("delayed"),
-               "delivered": _l("delivered"), "complaint": _l("complaint"),
-               "unknown": _l("unrecognised")}
+KIND_LABELS = {"hard": _l("hard bounce"), "soft": _l("soft bounce"),
+               "failed": _l("not delivered"), "delayed": _l("delayed"),
+               "delivered": _l("delivered"), "auto_reply": _l("automatic reply"),
+               "complaint": _l("complaint"), "unknown": _l("unrecognised")}
 
 
 @bp.context_processor
@@ -193,3 +194,28 @@ def report(report_id: int):
     """A received report as it arrived (size-capped), as evidence."""
     bounce = db.get_or_404(BounceReport, report_id)
     return render("suppressions/report.html", "suppressions/_report.html", bounce=bounce)
+
+
+@bp.route("/reclassify", methods=["POST"])
+@roles("admin")
+def reclassify_start():
+    """Re-read every automatic entry's evidence with the current rules (or only preview it):
+    a background run whose progress the page polls."""
+    dry_run = request.form.get("dry_run") in ("1", "on", "true")
+    run = reclassify.start(current_user, dry_run)
+    if not request.headers.get("HX-Request"):
+        return redirect(url_for("suppressions.reclassify_progress", run_id=run.id))
+    return render("suppressions/reclassify.html", "suppressions/_reclassify.html", run=run)
+
+
+@bp.route("/reclassify/<int:run_id>")
+@roles("admin")
+def reclassify_progress(run_id: int):
+    """A reclassify run: progress while it runs, then its summary (polling stops: 286)."""
+    run = db.get_or_404(JobRun, run_id)
+    if run.job != reclassify.JOB:
+        abort(404)
+    response = render("suppressions/reclassify.html", "suppressions/_reclassify.html", run=run)
+    if run.status != "running" and request.headers.get("HX-Request"):
+        return trigger(stop_polling(response), "suppressions-changed")
+    return response

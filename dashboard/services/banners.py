@@ -62,7 +62,12 @@ def active_banners() -> list[Banner]:
     from . import health
 
     for alert in alerts:
-        if alert.cause not in health.CAUSES:
+        if alert.cause == "relay_account":  # services.send_outcomes' relay breaker
+            banners.append(Banner(_(
+                "Our relay refuses our own sending account: %(words)s. Mail is kept and "
+                "retried; check the relay account (MAIL_USERNAME, its sending limit and its "
+                "send-as rights).", words=alert.text), "danger"))
+        elif alert.cause not in health.CAUSES:
             banners.append(Banner(alert.text, "warning"))
     banners.extend(health.banners(alerts))
     return banners

@@ -3,6 +3,9 @@
 (a) sending off, (b) spam classification, (c) suppression list, (d) temporary problems;
 when no message is found within the retention period it says so. One function,
 `diagnose`, builds every verdict; the page, its actions and the tests all go through it.
+Refusals are read by who is at fault (services.fault): a refusal about us or the sender
+(DMARC, blocklist, spam filter, reputation) is cause (b), with the advice that fixes it;
+cause (c) is about the recipient's own faults.
 """
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from datetime import datetime, timedelta
 
 from flask import url_for
 from flask_babel import gettext as _
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from werkzeug.routing import BuildError
 
 from ..addresses import normalise
@@ -25,7 +28,8 @@ from ..models import (
     normalise_reference,
     utcnow,
 )
-from . import ServiceError, messages, settings, suppressions
+from . import ServiceError, fault, messages, settings, suppressions
+from .fault_labels import class_label, reason_label
 
 MAX_MESSAGES = 50
 ACCEPTED = ("sent", "delivered", "opened")
@@ -158,7 +162,7 @@ def diagnose(address: str | None = None, reference: str | None = None,
     entries = _active_suppressions(addresses, customer, now)
     verdicts = [
         _sending_verdict(customers, found),
-        _spam_verdict(found),
+        _sender_refusal_verdict(found, now) or _spam_verdict(found),
         _suppression_verdict(addresses, entries, customer, found, now),
         _temporary_verdict(found),
     ]
@@ -337,6 +341,109 @@ def _message_link(message: Message) -> list[Action]:
                    roles=("support",))]
 
 
+# (b) refusals about us or the sender ---------------------------------------------------------
+
+REFUSED = ("failed", "deferred", "bounced")
+REFUSAL_WINDOW = timedelta(days=7)
+AUTH_REASONS = ("dmarc", "spf", "dkim", "unauthenticated")
+REPUTATION_REASONS = ("blocklist", "ip_reputation", "ptr")
+
+
+def _sender_refusal_verdict(found: list[Message], now: datetime) -> Verdict | None:
+    """The latest message was refused because of us or the sender (DMARC/SPF/DKIM, a
+    blocklist, reputation, a spam or content filter): the seed's cause (b), spelled out."""
+    refused = next((m for m in found if m.status in REFUSED
+                    and m.fault_class == fault.SENDER_REPUTATION), None)
+    if refused is None:
+        return None
+    accepted = next((m for m in found if m.status in ACCEPTED), None)
+    if accepted is not None and accepted.created_at > refused.created_at:
+        return None  # a later message went through: the ordinary spam question applies
+    customer = refused.customer
+    reason = refused.fault_reason or "policy"
+    evidence = [_("%(id)s was refused by the recipient's server at %(when)s: %(reason)s "
+                  "(%(answer)s).", id=refused.public_id,
+                  when=_when(refused.updated_at or refused.created_at),
+                  reason=reason_label(reason),
+                  answer=_answer(refused.last_smtp_code, refused.last_smtp_text))]
+    evidence += _refusal_counts(customer, refused.transport, now)
+    actions = _message_link(refused)
+    if reason in AUTH_REASONS:
+        title = _("Refused: the sender's domain does not authorise our mail")
+        if customer is not None and customer.sending_mode == "custom_from":
+            evidence.append(_dns_evidence(customer)[1])
+            text = _("The recipient's server refused the message because it failed the "
+                     "sender authentication checks (SPF, DKIM, DMARC): the customer's own "
+                     "From address is used over our relay, which its domain does not "
+                     "authorise (the risk the seed warns about for mode b). Run the DNS "
+                     "check on the customer's page, then either the customer publishes SPF "
+                     "(authorising our relay) and DKIM for its domain, or it switches to "
+                     "the standard sending mode. The recipient is not suppressed.")
+            actions = actions + _customer_link(customer)
+        else:
+            text = _("The recipient's server refused the message because it failed the "
+                     "sender authentication checks (SPF, DKIM, DMARC) of our sending "
+                     "domain: staff must check our own SPF, DKIM and DMARC records. The "
+                     "recipient is not suppressed.")
+    elif reason in REPUTATION_REASONS:
+        title = _("Refused: our sending server's reputation")
+        text = _("The recipient's server refused the message because of our sending server "
+                 "(a blocklist, its reputation, or its reverse DNS name), as the server's "
+                 "answer says. Staff must have the IP delisted (the answer names the list) "
+                 "or fix the server's name; meanwhile the recipient's mail administrator can "
+                 "whitelist our IP. The recipient is not suppressed.")
+    else:
+        title = _("Refused by the recipient's spam or content filter")
+        text = _("The recipient's server refused the message because of its content or "
+                 "its own policy (spam filter, virus check, size limit). Ask the recipient's "
+                 "mail administrator to whitelist our sender, and check the template and "
+                 "its attachments. The recipient is not suppressed.")
+    colour = "amber" if refused.status == "deferred" else "red"  # still being retried
+    return Verdict("spam", colour, title, text, evidence=evidence, actions=actions,
+                   messages=[refused])
+
+
+def _refusal_counts(customer: Customer | None, transport: str | None,
+                    now: datetime) -> list[str]:
+    """How often this customer's mail on this transport was refused for sender reasons
+    lately: one unlucky message or a deliverability problem."""
+    if customer is None:
+        return []
+    query = (select(Message.fault_reason, func.count())
+             .where(Message.customer_id == customer.id, Message.status.in_(REFUSED),
+                    Message.created_at >= now - REFUSAL_WINDOW,
+                    Message.fault_class == fault.SENDER_REPUTATION)
+             .group_by(Message.fault_reason))
+    if transport:
+        query = query.where(Message.transport == transport)
+    counts = db.session.execute(query).all()
+    total = sum(n for _reason, n in counts)
+    if total <= 1:
+        return []
+    reasons = ", ".join(f"{reason_label(r)} ({n})" for r, n in
+                        sorted(counts, key=lambda row: -row[1]))
+    return [_("%(n)d messages of %(name)s were refused for reasons about us or the sender "
+              "in the last 7 days: %(reasons)s.", n=total, name=customer.name,
+              reasons=reasons)]
+
+
+def _entry_fault_evidence(entry: Suppression) -> list[str]:
+    """Why an entry is there, in words; and when the current rules would not create it."""
+    if entry.fault_class:
+        line = _("Who is at fault: %(who)s, %(reason)s.", who=class_label(entry.fault_class),
+                 reason=reason_label(entry.fault_reason))
+        if suppressions.recipient_fault(entry):
+            return [line]
+        return [line, _("The current rules would not create this entry: lift it (not "
+                        "billable), or have an admin run the reclassification.")]
+    if entry.reason in suppressions.RECIPIENT_REASONS and not suppressions.recipient_fault(
+            entry):
+        return [_("This entry was created by the old rules for a refusal that was not the "
+                  "recipient's fault: lift it (not billable), or have an admin run the "
+                  "reclassification.")]
+    return []
+
+
 # (c) suppression list ----------------------------------------------------------------------
 
 def _active_suppressions(addresses: list[str], customer: Customer | None,
@@ -400,6 +507,7 @@ def _suppression_verdict(addresses: list[str], entries: list[Suppression],
         if entry.expires_at:
             line += " " + _("until %(when)s", when=_when(entry.expires_at))
         evidence.append(line + ".")
+        evidence.extend(_entry_fault_evidence(entry))
         previous = suppressions.preview_lift(entry, now).previous
         if previous is not None:
             evidence.append(_("Billable: %(address)s was already lifted on %(when)s, inside "

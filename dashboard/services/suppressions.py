@@ -1,9 +1,13 @@
 """The suppression list: addresses we must not send to, why, and every lift of an entry.
 
-Rules (DESIGN.md): a hard bounce suppresses at once; N soft bounces within a window
-suppress for a limited time (lifted automatically, audited as automatic); a complaint
-suppresses and only an admin may lift it. A lift needs the requesting customer and a
-reason; a lift of an address already lifted inside the billing window is billable.
+Rules (DESIGN.md): only the recipient's own permanent failure (services.fault's class
+recipient_permanent) suppresses at once; recipient-side temporary trouble and a message
+that expired because the recipient's server stayed unreachable are soft bounces, and N of
+them within a window suppress for a limited time (lifted automatically, audited as
+automatic); a complaint suppresses and only an admin may lift it. Refusals about us or the
+sender never suppress. A lift needs the requesting customer and a reason; a lift of an
+address already lifted inside the billing window is billable, but only for an entry the
+current rules would create about the recipient's own fault.
 """
 from __future__ import annotations
 
@@ -24,11 +28,13 @@ from ..models import (
     User,
     utcnow,
 )
-from . import ServiceError, audit, settings
+from . import ServiceError, audit, fault, settings
 
 REASONS = ("hard_bounce", "soft_bounce", "complaint", "manual")
+RECIPIENT_REASONS = ("hard_bounce", "soft_bounce", "complaint")  # created by the rules
 SCOPES = ("relay", "customer")
 AUTOMATIC_REASON = "soft-bounce suppression expired (automatic)"
+RECLASSIFIED_REASON = "reclassified"
 
 
 class NotAllowed(ServiceError):
@@ -84,10 +90,14 @@ def _window_start(setting: str, now: datetime) -> datetime:
 
 
 def last_removal(address: str, since: datetime | None = None,
-                 manual_only: bool = False) -> SuppressionRemoval | None:
-    """The latest removal of an address (optionally: only by staff, only after `since`)."""
+                 manual_only: bool = False, exclude_reclassified: bool = False
+                 ) -> SuppressionRemoval | None:
+    """The latest removal of an address (optionally: only by staff, only after `since`,
+    not counting entries lifted because the current rules would not have created them)."""
     query = select(SuppressionRemoval).where(
         SuppressionRemoval.address == normalise_address(address))
+    if exclude_reclassified:
+        query = query.where(SuppressionRemoval.reason != RECLASSIFIED_REASON)
     if since is not None:
         query = query.where(SuppressionRemoval.removed_at >= since)
     if manual_only:
@@ -101,7 +111,7 @@ def suppress(address: str, reason: str, customer: Customer | None = None, *,
              scope: str | None = None, smtp_code: str | None = None,
              diagnostic: str | None = None, message: Message | None = None,
              expires_at: datetime | None = None, actor: User | None = None,
-             note: str | None = None) -> Suppression:
+             note: str | None = None, verdict: fault.Verdict | None = None) -> Suppression:
     """Add an entry unless an active one exists for the same scope; returns the entry."""
     if scope is None:
         scope, customer_id = scope_for(customer) if customer is not None else ("relay", None)
@@ -119,10 +129,15 @@ def suppress(address: str, reason: str, customer: Customer | None = None, *,
             existing.reason = reason
             existing.smtp_code = smtp_code or existing.smtp_code
             existing.diagnostic = diagnostic or existing.diagnostic
+            if verdict is not None:
+                existing.fault_class, existing.fault_reason = verdict.fault_class, verdict.reason
         return existing
-    previous = last_removal(address, since=_window_start("billing_window_days", now))
+    previous = last_removal(address, since=_window_start("billing_window_days", now),
+                            exclude_reclassified=True)
     entry = Suppression(address=address, scope=scope, customer_id=customer_id, reason=reason,
                         smtp_code=smtp_code, diagnostic=diagnostic,
+                        fault_class=verdict.fault_class if verdict else None,
+                        fault_reason=verdict.reason if verdict else None,
                         message_id=message.id if message is not None else None,
                         expires_at=expires_at, created_by_id=actor.id if actor else None,
                         note=note, created_at=now, repeated=previous is not None)
@@ -131,18 +146,49 @@ def suppress(address: str, reason: str, customer: Customer | None = None, *,
     audit.record("suppression.add", actor, "suppression", entry.id, customer_id=customer_id,
                  after={"address": address, "reason": reason, "scope": scope,
                         "expires_at": expires_at.isoformat() if expires_at else None,
-                        "repeated": entry.repeated},
+                        "repeated": entry.repeated, "fault_class": entry.fault_class,
+                        "fault_reason": entry.fault_reason},
                  note=note or diagnostic)
     return entry
 
 
-def record_send_failure(message: Message, code: int | None, text: str) -> Suppression | None:
-    """A 5xx at send time is a hard bounce: suppress the recipient at once."""
-    if code is None or not 500 <= code < 600:
+def record_send_failure(message: Message, code: int | None, text: str,
+                        stage: str = "rcpt") -> Suppression | None:
+    """A refusal at send time: classified, then recorded by record_send_refusal."""
+    return record_send_refusal(message, code, text, fault.classify(code, None, text,
+                                                                   stage=stage))
+
+
+def record_send_refusal(message: Message, code: int | None, text: str,
+                        verdict: fault.Verdict) -> Suppression | None:
+    """The list rules for one send-time answer about the recipient: its own permanent
+    failure suppresses at once, a temporary one (or the expiry of a message whose recipient's
+    server stayed unreachable) counts one soft bounce. Each is kept as a report (source
+    'smtp'), the evidence behind the entry. Anything else changes nothing here."""
+    if verdict.fault_class == fault.RECIPIENT_PERMANENT and verdict.permanent:
+        kind = "hard"
+    elif verdict.soft:
+        kind = "soft"
+    else:
         return None
-    scope, _customer_id = _message_scope(message)
-    return suppress(message.recipient, "hard_bounce", message.customer, scope=scope,
-                    smtp_code=str(code), diagnostic=text[:2000], message=message)
+    if kind == "soft" and db.session.scalar(select(BounceReport.id).where(
+            BounceReport.message_id == message.id, BounceReport.kind == "soft",
+            BounceReport.source == "smtp").limit(1)) is not None:
+        return None  # each message counts once, whatever the number of retries
+    text = (text or "")[:2000]
+    row = BounceReport(message_id=message.id, customer_id=message.customer_id,
+                       recipient=normalise_address(message.recipient), kind=kind,
+                       fault_class=verdict.fault_class, fault_reason=verdict.reason,
+                       source="smtp", status_code=fault.parse_status(text),
+                       action="failed" if verdict.permanent else "delayed",
+                       diagnostic=" ".join(filter(None, [str(code or ""), text])) or None,
+                       received_at=utcnow())
+    db.session.add(row)
+    db.session.flush()
+    entry = apply_report(row, message, smtp_code=str(code) if code else None)
+    if entry is not None:
+        row.suppression_id = entry.id
+    return entry
 
 
 def soft_bounce_count(address: str, now: datetime | None = None) -> int:
@@ -155,23 +201,31 @@ def soft_bounce_count(address: str, now: datetime | None = None) -> int:
     rows = db.session.execute(
         select(BounceReport.id, BounceReport.message_id).where(
             BounceReport.recipient == normalise_address(address),
-            BounceReport.kind.in_(("soft", "delayed")),
+            BounceReport.kind == "soft",
             BounceReport.received_at >= since)).all()
     return len({("m", m) if m is not None else ("r", i) for i, m in rows})
 
 
-def apply_report(report: BounceReport, message: Message | None) -> Suppression | None:
-    """The suppression rules for one received report; returns the entry it caused, if any."""
-    scope, customer_id = _message_scope(message) if message is not None else ("relay", None)
-    customer = message.customer if message is not None else None
+def apply_report(report: BounceReport, message: Message | None,
+                 smtp_code: str | None = None) -> Suppression | None:
+    """The suppression rules for one trusted report (kind and verdict already decided by
+    services.fault); returns the entry it caused, if any. No message, no effect."""
+    if message is None:
+        return None
+    scope, customer_id = _message_scope(message)
+    customer = message.customer
     address = report.recipient
+    verdict = fault.Verdict(report.fault_class or fault.UNKNOWN,
+                            report.fault_reason or "unclassified", True)
+    diagnostic = report.diagnostic
+    smtp_code = smtp_code or report.status_code or _code(diagnostic)
     if report.kind == "hard":
-        return suppress(address, "hard_bounce", customer, scope=scope,
-                        smtp_code=report.status_code, diagnostic=report.diagnostic, message=message)
+        return suppress(address, "hard_bounce", customer, scope=scope, smtp_code=smtp_code,
+                        diagnostic=diagnostic, message=message, verdict=verdict)
     if report.kind == "complaint":
         return suppress(address, "complaint", customer, scope=scope, smtp_code=None,
-                        diagnostic=report.diagnostic, message=message)
-    if report.kind in ("soft", "delayed"):
+                        diagnostic=diagnostic, message=message, verdict=verdict)
+    if report.kind == "soft":
         now = utcnow()
         threshold = int(settings.get("soft_bounce_threshold"))
         if soft_bounce_count(address, now) < threshold:
@@ -180,12 +234,18 @@ def apply_report(report: BounceReport, message: Message | None) -> Suppression |
         if existing is not None:
             return existing
         days = float(settings.get("soft_suppression_days"))
-        return suppress(address, "soft_bounce", customer, scope=scope,
-                        smtp_code=report.status_code, diagnostic=report.diagnostic, message=message,
-                        expires_at=now + timedelta(days=days),
+        return suppress(address, "soft_bounce", customer, scope=scope, smtp_code=smtp_code,
+                        diagnostic=diagnostic, message=message,
+                        expires_at=now + timedelta(days=days), verdict=verdict,
                         note=f"{threshold} soft bounces within "
                              f"{settings.get('soft_bounce_window_days')} days")
     return None
+
+
+def _code(diagnostic: str | None) -> str | None:
+    """The reply code a diagnostic starts with ('550'), for entries without a status."""
+    code = fault.parse_code(diagnostic)
+    return str(code) if code else None
 
 
 def add_manual(address: str, reason: str, actor: User, scope: str = "relay",
@@ -219,14 +279,31 @@ class LiftPreview:
     previous: SuppressionRemoval | None
     window_days: int
     admin_only: bool
+    recipient_fault: bool = True  # False: never billable (not the recipient's doing)
 
 
 def preview_lift(entry: Suppression, now: datetime | None = None) -> LiftPreview:
-    """Would lifting this entry now be billable (a staff removal of it inside the window)?"""
+    """Would lifting this entry now be billable? Only an entry the current rules create for
+    the recipient's own fault (not a manual one, not one about us or the sender), lifted
+    again by staff inside the window."""
     now = now or utcnow()
     window = int(settings.get("billing_window_days"))
     previous = last_removal(entry.address, since=now - timedelta(days=window), manual_only=True)
-    return LiftPreview(previous is not None, previous, window, entry.reason == "complaint")
+    about_recipient = recipient_fault(entry)
+    return LiftPreview(previous is not None and about_recipient, previous, window,
+                       entry.reason == "complaint", about_recipient)
+
+
+def recipient_fault(entry: Suppression) -> bool:
+    """True when the entry is (by the current rules) about the recipient's own fault."""
+    if entry.reason not in RECIPIENT_REASONS:
+        return False
+    if entry.fault_class:
+        verdict = fault.Verdict(entry.fault_class, entry.fault_reason or "", True)
+        return verdict.recipient_fault or verdict.soft
+    from . import reclassify  # old entry: re-read its evidence
+
+    return reclassify.judge(entry).keep is not False
 
 
 def can_lift(entry: Suppression, actor: User | None) -> bool:

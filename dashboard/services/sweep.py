@@ -35,14 +35,13 @@ from sqlalchemy.orm.util import identity_key
 from ..database import release_tuned, tune_sqlite
 from ..extensions import db
 from ..models import Customer, Message, MessageAttachment, MessageEvent, Suppression, utcnow
-from . import compose, jobs, modes, settings, suppressions
+from . import compose, jobs, modes, send_outcomes, settings, suppressions
 from .credentials import CredentialsError
 from .messages import hold_reason, release_held
 from .transport import Outcome, SmtpTransport
 
 log = logging.getLogger(__name__)
 DUE_STATUSES = ("queued", "deferred")
-AUTH_FAILURES_BEFORE_PAUSE = 3
 DEFAULT_SCHEDULE = [1, 5, 15, 60, 180, 360]
 # An unexpected error while handling a message defers it; this many such errors fail it.
 ERRORS_BEFORE_FAILING = 3
@@ -344,6 +343,7 @@ class _Batch:
     reattach: list[Message] = field(default_factory=list)  # the caller's copies of them
     heartbeat: _Heartbeat | None = None  # renews the lease of the message in flight
     lease_end: float = math.inf  # when the batch's claims end (monotonic)
+    breakers: dict = field(default_factory=dict)  # known breaker counts (send_outcomes)
 
     @classmethod
     def load(cls, ids: list[int], owner: str) -> _Batch:
@@ -582,7 +582,7 @@ def _unexpected(message: Message, exc: Exception, outcome: Outcome | None, befor
 
 _SAVED_COLUMNS = ("status", "status_reason", "lease_owner", "lease_expires_at", "attempts",
                   "last_smtp_code", "last_smtp_text", "sent_at", "next_attempt_at",
-                  "suppression_id")
+                  "suppression_id", "fault_class", "fault_reason")
 
 
 def _event(message: Message, type_: str, *, code: int | None = None, text: str | None = None,
@@ -813,56 +813,59 @@ def _finish(message: Message, status: str, status_reason: str | None = None) -> 
 
 def _record(message: Message, customer: Customer, outcome: Outcome, batch: _Batch,
             result: SweepResult) -> dict:
-    """Turn the server's answer into a status; returns the timeline event to store."""
+    """Turn the server's answer into a status (by send_outcomes' rules: who is at fault);
+    returns the timeline event to store."""
     now = utcnow()
     text = outcome.text[:2000]
     message.attempts += 1
     message.last_smtp_code = outcome.code
     message.last_smtp_text = text
-    if outcome.status == "sent":
+    decision = send_outcomes.decide(outcome)
+    verdict = decision.verdict
+    message.fault_class = verdict.fault_class if verdict else None
+    message.fault_reason = verdict.reason if verdict else None
+    send_outcomes.update_breaker(customer, decision, outcome, batch.breakers)
+    if decision.status == "sent":
         _finish(message, "sent")
         message.sent_at = now
         message.next_attempt_at = None
-        if customer.auth_failures:
-            customer.auth_failures = 0
         result.sent += 1
         return _event(message, "sent", code=outcome.code, text=text, at=now)
-    if outcome.status == "failed":
-        _finish(message, "failed", status_reason=f"refused by the server at {outcome.stage}")
+    data = {**verdict.as_dict(), "stage": outcome.stage}
+    detail = send_outcomes.status_reason(decision, outcome.stage)
+    if decision.status == "failed":
+        _finish(message, "failed", status_reason=detail)
         message.next_attempt_at = None
-        if outcome.stage in ("rcpt", "data"):
-            entry = suppressions.record_send_failure(message, outcome.code, outcome.text)
-            if entry is not None:
-                message.suppression_id = entry.id
-                batch.suppressed.setdefault(entry.address, []).insert(0, entry)
+        _note_entry(message, send_outcomes.record_recipient(message, outcome, decision), batch)
         result.failed += 1
         return _event(message, "failed", code=outcome.code, text=text, at=now,
-                      detail=message.status_reason)
-    # deferred or auth_failed: retry later, unless the message is too old by then
-    detail = None
-    if outcome.status == "auth_failed":
-        detail = "authentication failed"
-        if customer.sending_mode == "customer_smtp":
-            # Only a customer's own server pauses that customer; our relay refusing our
-            # own credentials is our problem, not one customer's.
-            customer.auth_failures = (customer.auth_failures or 0) + 1
-            if customer.auth_failures >= AUTH_FAILURES_BEFORE_PAUSE and not customer.paused:
-                from . import sending
-
-                sending.pause_customer(customer, f"repeated SMTP authentication failures "
-                                                 f"({outcome.code} {outcome.text[:200]})")
+                      detail=message.status_reason, data=data)
+    # deferred: retry later, unless the message is too old by then
+    if decision.soft:
+        _note_entry(message, send_outcomes.record_recipient(message, outcome, decision), batch)
     next_at = now + next_delay(message.attempts, batch.schedule)
     if next_at > message.created_at + batch.max_age:
         _finish(message, "failed", status_reason="expired: retries exhausted")
         message.next_attempt_at = None
+        _note_entry(message, send_outcomes.record_recipient(message, outcome, decision,
+                                                            expired=True), batch)
         result.failed += 1
         return _event(message, "expired", code=outcome.code, text=text, at=now,
-                      detail=message.status_reason)
+                      detail=message.status_reason, data=data)
     _finish(message, "deferred", status_reason=detail)
     message.next_attempt_at = next_at
     result.deferred += 1
     return _event(message, "deferred", code=outcome.code, text=text, at=now, detail=detail,
-                  data={"next_attempt_at": next_at.isoformat()})
+                  data={**data, "next_attempt_at": next_at.isoformat()})
+
+
+def _note_entry(message: Message, entry: Suppression | None, batch: _Batch) -> None:
+    """A suppression entry the answer caused: linked, and known to the rest of the batch."""
+    if entry is None:
+        return
+    message.suppression_id = entry.id
+    if entry.lifted_at is None and entry not in batch.suppressed.get(entry.address, []):
+        batch.suppressed.setdefault(entry.address, []).insert(0, entry)
 
 
 FRONT_OF_QUEUE = datetime(2000, 1, 1, tzinfo=UTC)

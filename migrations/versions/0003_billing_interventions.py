@@ -11,7 +11,7 @@ exists, the customer's creation date stands in for the start (start_evidence "cr
 on the Billing page as an estimate to check). Earlier closed periods found in the audit log are
 seeded too.
 
-Revision ID: 0003_billing_interventions
+Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-28 20:50:17
 
@@ -19,7 +19,7 @@ Create Date: 2026-11-28 20:50:17
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0003_billing_interventions'
+revision = '0003'
 down_revision = '0002'
 branch_labels = None
 depends_on = None

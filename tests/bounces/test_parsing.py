@@ -28,7 +28,7 @@ def parse(name: str):
     ("delayed_dsn.eml", "delayed", "4.4.1", "dsn"),
     ("success_dsn.eml", "delivered", "2.0.0", "dsn"),
 ])
-def test_each_report_format_is_classified_by_its_status_class(name, kind, status, source):
+def test_each_report_format_is_read_with_its_recipient_and_kind(name, kind, status, source):
     """Every format yields the recipient, its status code and the right kind."""
     [result] = parse(name)
     assert (result.kind, result.status, result.source) == (kind, status, source)
@@ -43,8 +43,8 @@ def test_the_dsn_diagnostic_code_is_unfolded_and_loses_its_type():
     assert "\n" not in result.diagnostic and result.smtp_code == 550
 
 
-def test_flufl_permanent_failures_with_a_4xx_code_are_soft():
-    """flufl calls every failure permanent; a 4.x.x status in the text makes it soft."""
+def test_a_mailbox_full_in_a_non_standard_bounce_is_soft():
+    """qmail's permanent error about a full mailbox: the recipient's temporary trouble."""
     [result] = parse("qmail_mailbox_full.eml")
     assert result.kind == "soft" and result.smtp_code == 452
 
@@ -72,11 +72,15 @@ def test_junk_is_never_fatal(raw):
     assert all(r.recipient is None for r in result)
 
 
-def test_classification_follows_the_status_class_then_the_action():
-    """5.x.x hard, 4.x.x soft, 2.x.x delivered; Action delayed is delayed."""
-    assert bounces.classify("5.7.1", "failed") == "hard"
+def test_the_kind_follows_who_is_at_fault_not_the_status_class():
+    """A 5.x.x is hard only when it is the recipient's fault; Action delayed is delayed."""
+    assert bounces.classify("5.1.1", "failed") == "hard"
+    assert bounces.classify("5.7.1", "failed") == "failed"
+    assert bounces.classify("5.7.1", "failed", "550 5.7.1 blocked using zen.spamhaus.org"
+                            ) == "failed"
     assert bounces.classify("4.2.2", "failed") == "soft"
     assert bounces.classify("4.4.7", "delayed") == "delayed"
+    assert bounces.classify("4.4.7", "failed") == "soft"  # expired: the server was unreachable
     assert bounces.classify("2.0.0", "delivered") == "delivered"
     assert bounces.classify(None, "delivered") == "delivered"
-    assert bounces.classify(None, "failed") == "hard"
+    assert bounces.classify(None, "failed") == "failed"

@@ -154,7 +154,7 @@ def test_lifting_an_unknown_entry_is_404(support_client):
 def test_support_resends_a_failed_message_once_its_address_is_lifted(
         support_client, fault_relay, make_customer, notify):
     """A refused resend (still suppressed) is 422; after the lift it makes a linked message."""
-    fault_relay({"gone@example.com": "552"})
+    fault_relay({"gone@example.com": "550"})
     customer, _ = make_customer()
     original = notify(customer, "gone@example.com")
     assert original.status == "failed"
@@ -166,7 +166,7 @@ def test_support_resends_a_failed_message_once_its_address_is_lifted(
     assert db.session.scalar(db.select(Message).where(Message.resend_of_id == original.id)) is None
     entry = db.session.scalar(db.select(Suppression))
     support_client.post("/doctor/lift", headers=HTMX, data={
-        "suppression_id": entry.id, "reason": "mailbox enlarged", "requester": customer.code,
+        "suppression_id": entry.id, "reason": "mailbox recreated", "requester": customer.code,
         "minutes": "5", "address": "gone@example.com"})
     response = support_client.post("/doctor/resend", headers=HTMX, data=form)
     assert response.status_code == 200

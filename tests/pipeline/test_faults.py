@@ -93,8 +93,10 @@ def test_a_later_message_to_a_refused_address_is_suppressed_not_sent(app, smtp_s
     assert server.received == []
 
 
-def test_552_at_data_fails(app, smtp_server, point_relay, make_customer):
-    """552 after the content is a permanent refusal of this message."""
+def test_552_at_data_fails_without_suppressing_the_recipient(app, smtp_server, point_relay,
+                                                              make_customer):
+    """552 5.3.4 (message too big) after the content is a permanent refusal of this message,
+    about the message, not the recipient: nobody is suppressed."""
     point_relay(smtp_server(faults={"big@example.com": "552"}))
     customer, _ = make_customer()
     [message] = _queue(customer, "big@example.com")
@@ -104,6 +106,10 @@ def test_552_at_data_fails(app, smtp_server, point_relay, make_customer):
     event = message.events[-1]
     assert (event.type, event.smtp_code) == ("failed", 552)
     assert "5.3.4 Message too big" in event.smtp_text
+    assert (event.data["fault_class"], event.data["fault_reason"]) == ("sender_reputation",
+                                                                       "message_too_big")
+    assert message.suppression_id is None
+    assert db.session.scalar(select(Suppression)) is None
 
 
 def test_a_drop_mid_data_defers_and_the_next_message_goes_on_a_new_connection(

@@ -27,21 +27,23 @@ def test_a_hard_bounce_suppresses_at_once_with_code_and_diagnostic(bounce):
 
 
 def test_soft_bounces_suppress_at_the_threshold_with_an_expiry(bounce):
-    """Three soft bounces (distinct messages) within 7 days → a 7-day entry."""
+    """Three soft bounces (distinct messages) within 7 days → a 7-day entry; a delay
+    warning is not a bounce and counts nothing."""
     bounce("soft_dsn.eml")
     bounce("delayed_dsn.eml")
-    assert active() is None
     bounce("qmail_mailbox_full.eml")
+    assert active() is None
+    bounce("soft_dsn.eml")
     entry = active()
     assert entry.reason == "soft_bounce"
     assert entry.expires_at - utcnow() > timedelta(days=6, hours=23)
 
 
 def test_repeated_reports_for_one_message_count_once(bounce, make_message):
-    """Three delayed DSNs for the same message are one soft bounce, not three."""
+    """Three soft bounces reported for the same message are one soft bounce, not three."""
     message = make_message()
     for _ in range(3):
-        bounce("delayed_dsn.eml", message=message)
+        bounce("soft_dsn.eml", message=message)
     assert active() is None
 
 
