@@ -130,3 +130,14 @@ def test_the_health_check_answers_without_login(client):
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.get_json()["database"] == "ok"
+
+
+def test_the_favicon_is_served_to_anyone_and_linked_from_every_page(client):
+    """Browsers ask /favicon.ico on every page: it answers an icon (no login, no 404)."""
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200
+    assert response.mimetype == "image/vnd.microsoft.icon"
+    assert response.data[:4] == b"\x00\x00\x01\x00"  # an ICO header
+    page = client.get("/login").get_data(as_text=True)
+    assert 'rel="icon" href="/favicon.ico"' in page
+    assert client.get("/static/favicon.svg").status_code == 200
