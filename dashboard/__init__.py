@@ -29,6 +29,9 @@ def create_app(config: dict | None = None) -> Flask:
         app.config.from_mapping(config)
     config_module.ensure_secrets(app.config, app.instance_path)
     if not app.debug and not app.testing:
+        config_module.check_secrets(app.config)
+    config_module.private_sqlite_file(app.config["SQLALCHEMY_DATABASE_URI"])
+    if not app.debug and not app.testing:
         # Flask ships SESSION_COOKIE_SECURE=False, so setdefault alone would never apply it.
         for key in ("SESSION_COOKIE_SECURE", "REMEMBER_COOKIE_SECURE"):
             if key not in (config or {}):

@@ -5,6 +5,7 @@ import logging
 import stat
 
 import pytest
+from cryptography.fernet import Fernet
 from flask import Flask
 
 from dashboard import create_app
@@ -63,10 +64,52 @@ def test_the_embedded_default_generates_private_secrets_once(fresh_env, caplog):
 
 def test_secrets_from_the_environment_win_over_generated_ones(fresh_env, monkeypatch):
     """An operator's SECRET_KEY is used as is and nothing is written to the instance folder."""
-    monkeypatch.setenv("SECRET_KEY", "from-the-environment")
+    monkeypatch.setenv("SECRET_KEY", "from-the-environment-" + "x" * 32)
     app = create_app()
-    assert app.config["SECRET_KEY"] == "from-the-environment"
+    assert app.config["SECRET_KEY"] == "from-the-environment-" + "x" * 32
     assert not (fresh_env / "secret_key").exists()
+
+
+def test_a_short_secret_key_stops_startup_naming_it(fresh_env, monkeypatch):
+    """A SECRET_KEY under 32 characters would sign sessions with a guessable key: refused."""
+    monkeypatch.setenv("SECRET_KEY", "changeme")
+    with pytest.raises(RuntimeError, match="SECRET_KEY is 8 characters long: use at least 32"):
+        create_app()
+
+
+@pytest.mark.parametrize("value", ["not-a-fernet-key", Fernet.generate_key().decode() + ",oops",
+                                   " , "])
+def test_a_malformed_credentials_key_stops_startup_naming_it(fresh_env, monkeypatch, value):
+    """A key that cannot encrypt fails at start, not the first time a password is saved."""
+    monkeypatch.setenv("POSTINO_CREDENTIALS_KEY", value)
+    with pytest.raises(RuntimeError, match="POSTINO_CREDENTIALS_KEY"):
+        create_app()
+
+
+def test_debug_and_tests_may_use_short_development_secrets(fresh_env, monkeypatch):
+    """The checks guard deployments; a test or debug app may use a throwaway secret."""
+    monkeypatch.setenv("SECRET_KEY", "dev")
+    monkeypatch.setenv("POSTINO_CREDENTIALS_KEY", "dev")
+    assert create_app({"TESTING": True}).config["SECRET_KEY"] == "dev"
+    assert create_app({"DEBUG": True}).config["SECRET_KEY"] == "dev"
+
+
+def test_the_sqlite_database_and_its_wal_files_are_private(fresh_env):
+    """The database holds password hashes and mail: created 0600, and -wal/-shm follow it."""
+    from sqlalchemy import text
+
+    from dashboard.extensions import db
+
+    app = create_app()
+    with app.app_context():
+        with db.engine.connect() as connection:
+            connection.execute(text("CREATE TABLE probe (x INTEGER)"))
+            connection.execute(text("INSERT INTO probe VALUES (1)"))
+            connection.commit()
+            for suffix in ("", "-wal", "-shm"):
+                path = fresh_env / f"postino.sqlite3{suffix}"
+                assert stat.S_IMODE(path.stat().st_mode) == 0o600, suffix
+        db.engine.dispose()
 
 
 @pytest.mark.parametrize("name", ["MAIL_PORT", "POSTINO_DNS_TIMEOUT", "POSTINO_SWEEP_SECONDS"])
