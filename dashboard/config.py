@@ -1,10 +1,12 @@
 """Configuration: every setting is read from the environment here, and only here."""
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 from sqlalchemy.engine import make_url
@@ -74,6 +76,7 @@ def from_environment(instance_path: str) -> dict:
         "POSTINO_RELAY_IPS": os.environ.get("POSTINO_RELAY_IPS", "127.0.0.1"),
         "POSTINO_DNS_NAMESERVERS": os.environ.get("POSTINO_DNS_NAMESERVERS", ""),
         "POSTINO_DNS_TIMEOUT": _float("POSTINO_DNS_TIMEOUT", 3.0),
+        "POSTINO_TRUSTED_PROXIES": _int("POSTINO_TRUSTED_PROXIES", 0),
         "POSTINO_DEMO": False,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
@@ -165,3 +168,19 @@ def private_sqlite_file(uri: str) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:  # another process created it in between
         pass
+
+
+def is_https(url: str) -> bool:
+    """True when a public URL is served over HTTPS."""
+    return urlsplit(url or "").scheme.lower() == "https"
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for localhost names and loopback addresses (browsers treat them as secure)."""
+    name = urlsplit(f"//{host}").hostname or ""
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False

@@ -120,11 +120,25 @@ def test_a_malformed_number_in_the_environment_is_a_clear_error(fresh_env, monke
         create_app()
 
 
-def test_cookies_are_secure_outside_debug_and_tests(fresh_env):
-    """A production app marks its session and remember cookies Secure."""
+def test_cookies_are_secure_when_the_public_url_is_https(fresh_env, monkeypatch):
+    """A production app served over HTTPS marks its session and remember cookies Secure."""
+    monkeypatch.setenv("POSTINO_PUBLIC_URL", "https://postino.example.com")
     app = create_app()
     assert app.config["SESSION_COOKIE_SECURE"] is True
     assert app.config["REMEMBER_COOKIE_SECURE"] is True
+
+
+def test_a_plain_http_public_url_keeps_cookies_usable_and_warns_at_start(fresh_env, monkeypatch,
+                                                                         caplog):
+    """Over plain http a Secure cookie would be dropped and login fail silently: not Secure,
+    and the start log says it is unsafe."""
+    monkeypatch.setenv("POSTINO_PUBLIC_URL", "http://postino.intranet:8000")
+    with caplog.at_level(logging.WARNING, logger="dashboard"):
+        app = create_app()
+    assert app.config["SESSION_COOKIE_SECURE"] is False
+    assert app.config["REMEMBER_COOKIE_SECURE"] is False
+    assert any("POSTINO_PUBLIC_URL is http://postino.intranet:8000 (plain http)"
+               in record.getMessage() for record in caplog.records)
 
 
 def test_an_explicit_cookie_setting_is_respected(fresh_env):

@@ -261,3 +261,58 @@ def test_an_unknown_account_costs_a_password_check_too(en_client, make_user, mon
     post_login(en_client, "nobody@staff.example.com", WRONG)
     post_login(en_client, inactive.email, PASSWORD)
     assert len(checks) == 2
+
+
+@pytest.fixture
+def secure_cookies(app):
+    """The app as deployed behind HTTPS: its cookies are Secure."""
+    app.config["SESSION_COOKIE_SECURE"] = True
+    yield
+    app.config["SESSION_COOKIE_SECURE"] = False
+
+
+def test_the_login_page_says_a_secure_cookie_cannot_work_over_plain_http(app, secure_cookies):
+    """On an internal host over http the browser drops the Secure cookie: the page says so."""
+    page = app.test_client().get("/login", base_url="http://postino.intranet")
+    text = page.get_data(as_text=True)
+    assert 'id="plain-http"' in text and "your browser will not keep the login" in text
+    assert "Open http://postino.example.com instead" not in text  # the public URL is http
+    assert "https://postino.intranet/login" in text
+
+
+def test_the_login_page_warns_that_plain_http_is_unencrypted(app):
+    """Without Secure cookies login works over http, but the page says it is not encrypted."""
+    page = app.test_client().get("/login", base_url="http://postino.intranet")
+    assert "This connection is not encrypted (plain HTTP)" in page.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("base_url", ["https://postino.intranet", "http://localhost:5000",
+                                      "http://127.0.0.1:5000"])
+def test_https_and_localhost_log_in_without_a_warning(app, secure_cookies, base_url):
+    """Browsers keep Secure cookies over HTTPS and on localhost: nothing to warn about."""
+    page = app.test_client().get("/login", base_url=base_url)
+    assert 'id="plain-http"' not in page.get_data(as_text=True)
+
+
+def test_forwarded_headers_count_only_behind_configured_proxies(app, test_config,
+                                                                secure_cookies):
+    """X-Forwarded-Proto/-For are believed only with POSTINO_TRUSTED_PROXIES set: anyone could
+    send them otherwise."""
+    from dashboard import create_app
+
+    headers = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7"}
+    direct = app.test_client().get("/login", base_url="http://postino.intranet",
+                                   headers=headers)
+    assert 'id="plain-http"' in direct.get_data(as_text=True)
+    proxied = create_app({**test_config, "POSTINO_TRUSTED_PROXIES": 1,
+                          "SESSION_COOKIE_SECURE": True})
+    with proxied.app_context():
+        page = proxied.test_client().get("/login", base_url="http://postino.intranet",
+                                         headers=headers)
+        assert 'id="plain-http"' not in page.get_data(as_text=True)
+        proxied.test_client().post("/login", data={"email": "x@staff.example.com",
+                                                   "password": WRONG}, headers=headers)
+        db.session.remove()
+        db.engine.dispose()
+    ips = db.session.scalars(select(LoginAttempt.ip)).all()
+    assert ips == ["203.0.113.7"]

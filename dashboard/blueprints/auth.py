@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 from flask_wtf import FlaskForm
@@ -11,6 +11,7 @@ from wtforms import BooleanField, EmailField, PasswordField
 from wtforms.validators import DataRequired
 
 from ..auth import public, roles
+from ..config import is_https, is_loopback_host
 from ..i18n import LANGUAGES
 from ..services import ServiceError, users
 
@@ -34,6 +35,27 @@ def _safe_next(target: str | None) -> str:
         if not urlsplit(target).netloc:
             return target
     return url_for("home.index")
+
+
+def _plain_http_warning() -> tuple[str, str] | None:
+    """Why logging in over this plain-HTTP request fails or is unsafe, as (level, text).
+
+    Browsers keep Secure cookies only over HTTPS (and on localhost), so a Secure session
+    cookie over plain HTTP makes every login bounce back here without a word.
+    """
+    if request.is_secure or is_loopback_host(request.host):
+        return None
+    if current_app.config.get("SESSION_COOKIE_SECURE"):
+        public_url = current_app.config.get("POSTINO_PUBLIC_URL") or ""
+        target = (public_url if is_https(public_url)
+                  else request.url.replace("http://", "https://", 1))
+        return "error", _(
+            "This page was opened over plain HTTP, but the session cookie is only sent over "
+            "HTTPS: your browser will not keep the login. Open %(url)s instead, or ask the "
+            "administrator to serve the dashboard over HTTPS.", url=target)
+    return "warning", _(
+        "This connection is not encrypted (plain HTTP): your password and your session travel "
+        "in clear. Ask the administrator to serve the dashboard over HTTPS.")
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -60,7 +82,8 @@ def login():
     elif request.method == "POST":
         error = _("Enter your email and password.")
         status = 422
-    return render_template("auth/login.html", form=form, error=error), status
+    return render_template("auth/login.html", form=form, error=error,
+                           transport=_plain_http_warning()), status
 
 
 @bp.route("/logout", methods=["POST"])
