@@ -173,8 +173,9 @@ def create_notification():
         return api_error(413, exc.message, exc.field)
     except RenderError as exc:
         db.session.rollback()
-        return api_error(422, exc.message, exc.field or "data", code="template_error"
-                         if not (exc.field or "").startswith("data.") else "missing_variable")
+        code = exc.code or ("missing_variable" if (exc.field or "").startswith("data.")
+                            else "template_error")
+        return api_error(422, exc.message, exc.field or "data", code=code)
     except ServiceError as exc:
         db.session.rollback()
         return api_error(422, exc.message, exc.field)

@@ -28,6 +28,7 @@ from jinja2 import (
     nodes,
 )
 from jinja2.exceptions import SecurityError
+from jinja2.ext import Extension
 from jinja2.filters import do_center, do_format, do_indent, do_replace, do_wordwrap
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from sqlalchemy import select
@@ -42,6 +43,7 @@ MAX_RENDER_SECONDS = 2.0
 MAX_OUTPUT_CHARS = 2_000_000
 MAX_WIDTH = 10_000  # padding / format widths above this are refused (memory bombs)
 PARTS = ("subject", "html", "text")
+STRUCTURED = {"list": list, "object": dict}  # what `{% accepts name as … %}` may declare
 SOURCE_NAME = "<template>"
 _UNDEFINED_RE = re.compile(r"'(?:[^']*? object' has no attribute ')?([A-Za-z_][A-Za-z0-9_]*)'")
 _PERCENT_WIDTH_RE = re.compile(r"%[-#0 +]*(\*|\d{5,})")
@@ -49,13 +51,15 @@ _BRACE_WIDTH_RE = re.compile(r"\{[^{}]*:[^{}]*(\d{5,}|\{)")
 
 
 class RenderError(ServiceError):
-    """A template that cannot render: carries the field to blame and, when known, a line."""
+    """A template that cannot render: carries the field to blame and, when known, a line.
+    `code` names the kind of problem for the API when it is not the template's fault."""
 
     def __init__(self, message: str, field: str | None = None, line: int | None = None,
-                 part: str | None = None):
+                 part: str | None = None, code: str | None = None):
         super().__init__(message, field)
         self.line = line
         self.part = part
+        self.code = code
 
 
 class RenderTimeout(BaseException):
@@ -162,6 +166,34 @@ def _safe_replace(eval_ctx, s, old, new, count=None):
 _safe_replace.jinja_pass_arg = do_replace.jinja_pass_arg  # type: ignore[attr-defined]
 
 
+class AcceptsExtension(Extension):
+    """`{% accepts lines as list, shop as object %}`: this template takes these variables as
+    a JSON list or object. Every other variable must be a plain value (text, number,
+    true/false): a list, an object or null elsewhere would print as "[…]" or "None" in a
+    customer's email, so it is refused before rendering (`check_data`). Renders nothing."""
+
+    tags = {"accepts"}
+
+    def parse(self, parser):
+        """Read `name as list|object`, comma-separated, into a statement that does nothing."""
+        lineno = next(parser.stream).lineno
+        declared: dict[str, str] = {}
+        while True:
+            name = parser.stream.expect("name")
+            parser.stream.expect("name:as")
+            kind = parser.stream.expect("name")
+            if kind.value not in STRUCTURED:
+                parser.fail(f"accepts takes 'list' or 'object', not {kind.value!r}", kind.lineno)
+            declared[name.value] = kind.value
+            if not parser.stream.skip_if("comma"):
+                break
+        # a statement that does nothing (an empty Output would leave an empty `if` block in
+        # a template that extends the layout); `declared_types` reads the attribute back
+        node = nodes.ExprStmt(nodes.Const(None), lineno=lineno)
+        node.postino_accepts = declared
+        return node
+
+
 def _shared_templates() -> dict[str, str]:
     """The shared layout and components (the only templates an HTML part may load)."""
     shared = DEFAULTS_DIR / "_shared"
@@ -173,6 +205,7 @@ def _environment(autoescape: bool) -> _BoundedEnvironment:
     env = _BoundedEnvironment(
         autoescape=autoescape, undefined=StrictUndefined,
         loader=DictLoader(_shared_templates()) if autoescape else None,
+        extensions=[AcceptsExtension],
     )
     env.filters.update(center=_checked(do_center), indent=_checked(do_indent),
                        wordwrap=_checked(do_wordwrap), format=_safe_format,
@@ -195,6 +228,70 @@ def _env(kind: str) -> _BoundedEnvironment:
 def _compile(kind: str, source: str):
     """Compile once per distinct source (previews re-render the same text often)."""
     return _env(kind).from_string(source)
+
+
+@lru_cache(maxsize=512)
+def _accepted(kind: str, text: str) -> tuple[tuple[str, str, int], ...]:
+    """The `{% accepts %}` declarations of one part: (name, list|object, line)."""
+    found = []
+    for node in _env(kind).parse(text).find_all(nodes.ExprStmt):
+        for name, declared in getattr(node, "postino_accepts", {}).items():
+            found.append((name, declared, node.lineno))
+    return tuple(found)
+
+
+def declared_types(source: dict) -> dict[str, str]:
+    """Variables the template takes as a list or an object, from every part's `{% accepts %}`.
+
+    Raises RenderError when the parts disagree about one variable; a part that does not parse
+    declares nothing (its syntax error is reported by whoever renders or checks it)."""
+    result: dict[str, tuple[str, str]] = {}
+    for part in PARTS:
+        text = source.get(part) or ""
+        if "accepts" not in text:
+            continue
+        try:
+            found = _accepted("html" if part == "html" else "text", text)
+        except TemplateSyntaxError:
+            continue
+        for name, declared, line in found:
+            if name in result and result[name][0] != declared:
+                raise RenderError(f"{name!r} is accepted as a {result[name][0]} in the "
+                                  f"{result[name][1]} but as a {declared} in the {part}",
+                                  f"data.{name}", line=line, part=part)
+            result[name] = (declared, part)
+    return {name: declared for name, (declared, _part) in result.items()}
+
+
+def _kind_of(value) -> str:
+    """How a JSON value is called in an error message."""
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+def check_data(data: dict, declared: dict[str, str]) -> None:
+    """Refuse a variable whose value the template would print wrongly: null anywhere, a list
+    or an object unless the template accepts it as such (and then nothing else)."""
+    for name, value in data.items():
+        wanted = declared.get(name)
+        field = f"data.{name}"
+        if wanted is not None:
+            if not isinstance(value, STRUCTURED[wanted]):
+                raise RenderError(f"{field} must be a {wanted} (the template accepts it as one),"
+                                  f" not {_kind_of(value)}", field, code="invalid_variable")
+        elif value is None:
+            raise RenderError(f"{field} is null: send a value, or leave an optional variable "
+                              "out", field, code="invalid_variable")
+        elif not isinstance(value, str | int | float | bool):
+            raise RenderError(f"{field} is {_kind_of(value)}, but the template prints it as "
+                              f"text: send text or a number (a template may declare "
+                              f"{{% accepts {name} as list %}} or as object)", field,
+                              code="invalid_variable")
 
 
 def _template_line(exc: BaseException) -> int | None:
@@ -312,6 +409,11 @@ def _declared_names(ast: nodes.Template) -> set[str]:
 def check_source(source: dict, known: set[str] | frozenset[str]) -> list[RenderError]:
     """Problems found without rendering: size, syntax, variables not in `known` (with lines)."""
     errors: list[RenderError] = []
+    try:
+        accepted = set(declared_types(source))
+    except RenderError as exc:
+        errors.append(exc)
+        accepted = set()
     for part in PARTS:
         text = source.get(part) or ""
         if not text and part != "text":
@@ -326,7 +428,7 @@ def check_source(source: dict, known: set[str] | frozenset[str]) -> list[RenderE
         except TemplateSyntaxError as exc:
             errors.append(_syntax_error(exc, part))
             continue
-        allowed = set(known) | ({"subject"} if part != "subject" else set())
+        allowed = set(known) | accepted | ({"subject"} if part != "subject" else set())
         unknown = meta.find_undeclared_variables(ast) - allowed - _declared_names(ast)
         for name in sorted(unknown):
             line = min((n.lineno for n in ast.find_all(nodes.Name) if n.name == name),
@@ -359,6 +461,7 @@ def inline_css(html: str) -> str:
 
 def render_source(source: dict, data: dict) -> tuple[str, str, str]:
     """Render a template source {subject, html, text?} with data: (subject, html, text)."""
+    check_data(data, declared_types(source))
     subject = _render_part("text", source["subject"], data, "subject").strip()
     if any(ch in subject for ch in "\r\n\x00"):
         raise RenderError("the subject must be a single line", "data", part="subject")

@@ -22,7 +22,8 @@ ESCAPES = [
 def test_reaching_python_internals_is_refused_with_a_clear_message(source):
     """Attribute tricks and mutation are refused as 'not allowed', naming the part and line."""
     with pytest.raises(render.RenderError) as error:
-        render.render_source({"subject": "s", "html": "\n" + source}, {"data": {}})
+        render.render_source({"subject": "{% accepts data as object %}s", "html": "\n" + source},
+                             {"data": {}})
     assert "not allowed" in error.value.message
     assert error.value.part == "html" and error.value.line == 2
 
