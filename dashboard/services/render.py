@@ -4,7 +4,10 @@ Templates run in Jinja's immutable sandbox with StrictUndefined: a template cann
 Python internals, and a missing variable is an error that names the variable. HTML parts may
 extend the shared email layout ("layout.html") and import its building blocks
 ("components.html"); nothing else can be loaded. Rendering is bounded in time (a watchdog
-interrupts runaway loops) and in size (big repetitions and paddings are refused up front).
+interrupts runaway loops) and in size: output, buffers (macros, {% set %} blocks), `~`, `+`,
+`*`, joins and string-making filters are counted as they grow and stop at MAX_OUTPUT_CHARS per
+part, so no render holds more than a few megabytes however it is written. A variable is a plain
+value unless the template declares `{% accepts name as list|object %}`.
 """
 from __future__ import annotations
 
@@ -27,9 +30,10 @@ from jinja2 import (
     meta,
     nodes,
 )
+from jinja2.compiler import CodeGenerator, optimizeconst
 from jinja2.exceptions import SecurityError
 from jinja2.ext import Extension
-from jinja2.filters import do_center, do_format, do_indent, do_replace, do_wordwrap
+from jinja2.filters import do_center, do_format, do_indent, do_join, do_replace, do_wordwrap
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from sqlalchemy import select
 
@@ -66,6 +70,10 @@ class RenderTimeout(BaseException):
     """Raised inside the rendering thread by the watchdog (BaseException: never swallowed)."""
 
 
+class _TooLarge(SecurityError):
+    """A text the render was about to build (or has built) is over MAX_OUTPUT_CHARS."""
+
+
 @dataclass
 class Rendered:
     """A rendered notification, ready to be stored on a message."""
@@ -82,11 +90,116 @@ def _too_big(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_WIDTH
 
 
+def _text_size(value, per_item: int = 4, budget: int | None = None, depth: int = 0) -> int:
+    """About how many characters `value` takes as text (a list as its items plus `per_item`
+    each for quotes and commas), counted only until `budget` is passed. Containers are
+    walked, never converted: a list of a thousand references to one big string is small in
+    memory but enormous once printed or joined."""
+    budget = MAX_OUTPUT_CHARS if budget is None else budget
+    if isinstance(value, str | bytes | bytearray):
+        return len(value)
+    if isinstance(value, bool) or value is None:
+        return 5
+    if isinstance(value, int):
+        return len(str(value)) if abs(value) < 10 ** 18 else 40
+    if isinstance(value, dict):
+        items = [part for pair in value.items() for part in pair]
+    elif isinstance(value, list | tuple | set | frozenset):
+        items = value
+    else:
+        return 24  # numbers, undefined values, namespaces…: printed short
+    if depth > 32:  # nesting no email needs: count it as too large
+        return budget + 1
+    total = 2
+    for item in items:
+        total += _text_size(item, per_item, budget - total, depth + 1) + per_item
+        if total > budget:
+            break
+    return total
+
+
+def _refuse_if_large(size: int, what: str) -> None:
+    """Stop the render before building a text over the output cap."""
+    if size > MAX_OUTPUT_CHARS:
+        raise _TooLarge(f"{what} would be larger than {MAX_OUTPUT_CHARS:,} characters")
+
+
+def _checked_join(items, separator) -> list:
+    """The items of a join, refused when the joined text would be over the cap."""
+    items = list(items)  # sandboxed iterables are bounded (range caps at 100,000 items)
+    size = _text_size(items, per_item=0) + len(str(separator)) * max(len(items) - 1, 0)
+    _refuse_if_large(size, "the joined text")
+    return items
+
+
+class _Buffer(list):
+    """The output buffer of a macro, a {% set %} block or a filter block: refuses to grow
+    past the output cap (escaping makes each printed piece a new string)."""
+
+    size = 0
+
+    def append(self, piece) -> None:
+        """Add one rendered piece, counting its length."""
+        self.size += len(piece)
+        _refuse_if_large(self.size, "the rendered text")
+        super().append(piece)
+
+    def extend(self, pieces) -> None:
+        """Add rendered pieces one by one."""
+        for piece in pieces:
+            self.append(piece)
+
+
+class _BoundedCodeGenerator(CodeGenerator):
+    """Jinja's code generator, with `~` (string concatenation) checked before it joins and
+    output buffers that stop growing at the cap."""
+
+    def buffer(self, frame) -> None:
+        """Buffer a frame's output in a `_Buffer` instead of a plain list."""
+        frame.buffer = self.temporary_identifier()
+        self.writeline(f"{frame.buffer} = environment.output_buffer()")
+
+    @optimizeconst
+    def visit_Concat(self, node: nodes.Concat, frame) -> None:
+        """`a ~ b ~ c`: sizes checked by the environment, then joined as Jinja would."""
+        if frame.eval_ctx.volatile:
+            join = "(markup_join if context.eval_ctx.volatile else str_join)"
+        elif frame.eval_ctx.autoescape:
+            join = "markup_join"
+        else:
+            join = "str_join"
+        self.write(f"environment.checked_concat({join}, (")
+        for argument in node.nodes:
+            self.visit(argument, frame)
+            self.write(", ")
+        self.write("))")
+
+
 class _BoundedEnvironment(ImmutableSandboxedEnvironment):
     """The sandbox, plus a wall-clock budget and refusals of outsized strings."""
 
     _local = threading.local()
-    intercepted_binops = frozenset(["*", "**", "%"])
+    intercepted_binops = frozenset(["*", "**", "%", "+"])
+    code_generator_class = _BoundedCodeGenerator
+
+    def concat(self, pieces) -> str:
+        """Join rendered pieces (the whole output, a block, a macro's or a {% set %}'s body),
+        stopping as soon as they pass the output cap instead of joining them all first."""
+        total, kept = 0, []
+        for piece in pieces:
+            total += len(piece)
+            if total > MAX_OUTPUT_CHARS:
+                raise _TooLarge(f"the rendered text would be larger than "
+                                f"{MAX_OUTPUT_CHARS:,} characters")
+            kept.append(piece)
+        return "".join(kept)
+
+    output_buffer = _Buffer
+
+    def checked_concat(self, join, values) -> str:
+        """`~`: refuse before building a text over the cap (doubling in a loop grows fast)."""
+        _refuse_if_large(sum(_text_size(value) for value in values), "the concatenated text")
+        return join(values)
 
     def _check_budget(self) -> None:
         """Refuse to go on once the render's deadline has passed."""
@@ -111,10 +224,27 @@ class _BoundedEnvironment(ImmutableSandboxedEnvironment):
                for a in (*args, *kwargs.values())):
             raise SecurityError("a number in the template is too large")
         owner = getattr(getattr(__obj, "__wrapped__", __obj), "__self__", None)
-        if isinstance(owner, str) and getattr(__obj, "__name__", "") in ("format", "format_map"):
+        name = getattr(__obj, "__name__", "")
+        if isinstance(owner, str) and name in ("format", "format_map"):
             if _BRACE_WIDTH_RE.search(owner):
                 raise SecurityError("format widths in the template are too large")
-        return super().call(__context, __obj, *args, **kwargs)
+        if isinstance(owner, str) and name == "join" and args:
+            args = (_checked_join(args[0], owner), *args[1:])
+        elif isinstance(owner, str) and name == "expandtabs":
+            tabsize = args[0] if args else kwargs.get("tabsize", 8)
+            if isinstance(tabsize, int):
+                _refuse_if_large(len(owner) + owner.count("\t") * tabsize, "the expanded text")
+        elif isinstance(owner, str) and name == "replace" and len(args) >= 2:
+            old, new = str(args[0]), str(args[1])
+            hits = owner.count(old) if old else len(owner) + 1
+            _refuse_if_large(len(owner) + hits * max(len(new) - len(old), 0),
+                             "the replaced text")
+        elif name == "generate_lorem_ipsum" and (args[:1] or [kwargs.get("n", 5)])[0] > 100:
+            raise _TooLarge("lipsum gives at most 100 paragraphs")
+        result = super().call(__context, __obj, *args, **kwargs)
+        if isinstance(result, str):
+            _refuse_if_large(len(result), "the text returned by a call")
+        return result
 
     def call_binop(self, context, operator, left, right):
         """*, ** and % with their results' size checked before they are built."""
@@ -126,25 +256,95 @@ class _BoundedEnvironment(ImmutableSandboxedEnvironment):
         if operator == "*":
             for seq, times in ((left, right), (right, left)):
                 if (isinstance(seq, str | list | tuple) and isinstance(times, int)
-                        and len(seq) * times > MAX_OUTPUT_CHARS):
+                        and _text_size(seq) * times > MAX_OUTPUT_CHARS):
                     raise SecurityError("the repeated text is too large")
             return left * right
+        if operator == "+":
+            if isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple):
+                _refuse_if_large(_text_size(left) + _text_size(right), "the added text")
+            return left + right
         if isinstance(left, str) and _PERCENT_WIDTH_RE.search(left):
             raise SecurityError("format widths in the template are too large")
         return left % right
 
 
-def _checked(filter_, *width_args):
-    """A string filter refusing outsized widths or results (its positional args are checked)."""
+def _checked(filter_, name: str):
+    """A string filter refusing outsized widths (its arguments after the text are checked).
+    Keeps the filter's Jinja marker, so a filter that takes the environment still gets it."""
+    pass_arg = getattr(filter_, "jinja_pass_arg", None)
+    skip = 2 if pass_arg is not None else 1  # the environment, then the text
 
     def wrapper(*args, **kwargs):
         """The filter, after its numeric arguments are checked."""
-        if any(_too_big(a) for a in (*args[1:], *kwargs.values())):
-            raise SecurityError(f"a number given to the {filter_.__name__[3:]} filter is too large")
+        if any(_too_big(a) for a in (*args[skip:], *kwargs.values())):
+            raise SecurityError(f"a number given to the {name} filter is too large")
         return filter_(*args, **kwargs)
 
     wrapper.__name__ = filter_.__name__
+    if pass_arg is not None:
+        wrapper.jinja_pass_arg = pass_arg  # type: ignore[attr-defined]
     return wrapper
+
+
+def _bounded_filter(filter_):
+    """A filter whose input (when a container about to become text) and whose text result
+    are kept under the output cap: e.g. `[big] * 9|tojson` or `|string` of a long list."""
+    pass_arg = getattr(filter_, "jinja_pass_arg", None)
+    skip = 1 if pass_arg is not None else 0  # context / eval_ctx / environment come first
+
+    def wrapper(*args, **kwargs):
+        """The filter, between a size check of its input and one of its result."""
+        value = args[skip] if len(args) > skip else None
+        if isinstance(value, list | tuple | dict | set | frozenset):
+            _refuse_if_large(_text_size(value), f"the input of the {name} filter")
+        result = filter_(*args, **kwargs)
+        if isinstance(result, str):
+            _refuse_if_large(len(result), f"the result of the {name} filter")
+        return result
+
+    name = getattr(filter_, "__name__", "").removeprefix("do_") or "a"
+    wrapper.__name__ = getattr(filter_, "__name__", "filter")
+    if pass_arg is not None:
+        wrapper.jinja_pass_arg = pass_arg  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _safe_join(eval_ctx, value, d="", attribute=None):
+    """The `join` filter, refused before joining when the result would be over the cap."""
+    return do_join(eval_ctx, _checked_join(value, d) if attribute is None else value, d,
+                   attribute)
+
+
+_safe_join.jinja_pass_arg = do_join.jinja_pass_arg  # type: ignore[attr-defined]
+
+
+def _checked_output(value):
+    """Every `{{ value }}` before it becomes text: a container printed whole may be huge."""
+    if not isinstance(value, str) or len(value) > MAX_OUTPUT_CHARS:
+        _refuse_if_large(_text_size(value), "a printed value")
+    return value
+
+
+def _safe_indent(s, width=4, first=False, blank=False):
+    """The `indent` filter, refused when indenting every line would pass the output cap."""
+    text = str(s)
+    pad = len(width) if isinstance(width, str) else width
+    if isinstance(pad, int):
+        _refuse_if_large(len(text) + max(pad, 0) * (text.count("\n") + 1), "the indented text")
+    return do_indent(s, width, first, blank)
+
+
+def _safe_wordwrap(environment, s, width=79, break_long_words=True, wrapstring=None,
+                   break_on_hyphens=True):
+    """The `wordwrap` filter, refused when the inserted line breaks would pass the cap."""
+    text = str(s)
+    if isinstance(width, int) and width > 0:
+        lines = text.count(" ") + text.count("\n") + len(text) // width + 1
+        _refuse_if_large(len(text) + lines * len(str(wrapstring or "\n")), "the wrapped text")
+    return do_wordwrap(environment, s, width, break_long_words, wrapstring, break_on_hyphens)
+
+
+_safe_wordwrap.jinja_pass_arg = do_wordwrap.jinja_pass_arg  # type: ignore[attr-defined]
 
 
 def _safe_format(value, *args, **kwargs):
@@ -205,11 +405,14 @@ def _environment(autoescape: bool) -> _BoundedEnvironment:
     env = _BoundedEnvironment(
         autoescape=autoescape, undefined=StrictUndefined,
         loader=DictLoader(_shared_templates()) if autoescape else None,
-        extensions=[AcceptsExtension],
+        extensions=[AcceptsExtension], finalize=_checked_output,
     )
-    env.filters.update(center=_checked(do_center), indent=_checked(do_indent),
-                       wordwrap=_checked(do_wordwrap), format=_safe_format,
-                       replace=_safe_replace)
+    env.filters.update(center=_checked(do_center, "center"),
+                       indent=_checked(_safe_indent, "indent"),
+                       wordwrap=_checked(_safe_wordwrap, "wordwrap"), format=_safe_format,
+                       replace=_safe_replace, join=_safe_join)
+    for name, filter_ in list(env.filters.items()):
+        env.filters[name] = _bounded_filter(filter_)
     return env
 
 
@@ -372,6 +575,9 @@ def _render_part(kind: str, source: str, data: dict, part: str) -> str:
         name = match.group(1) if match else None
         field = f"data.{name}" if name else "data"
         raise RenderError(f"missing template variable: {name or exc.message}", field,
+                          line=_template_line(exc), part=part) from None
+    except _TooLarge as exc:
+        raise RenderError(f"the {part} is too large to render: {exc}",
                           line=_template_line(exc), part=part) from None
     except SecurityError as exc:
         raise RenderError(f"the {part} tried something not allowed: {exc}",
