@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from dashboard.extensions import db
 from dashboard.models import LoginAttempt, User, utcnow
@@ -115,15 +115,27 @@ def test_an_empty_form_asks_for_email_and_password(en_client):
     assert login_error(response) == "Enter your email and password."
 
 
-def test_five_failures_lock_the_account_even_for_the_right_password(en_client, make_user):
-    """After 5 failures in 15 minutes further attempts are refused with 429 and a clear message."""
+def age_attempts(seconds: float) -> None:
+    """Move every recorded attempt `seconds` into the past (as if time had passed)."""
+    for attempt in db.session.scalars(select(LoginAttempt)):
+        attempt.at -= timedelta(seconds=seconds)
+    db.session.commit()
+
+
+def test_after_five_failures_the_next_attempt_waits_even_with_the_right_password(en_client,
+                                                                                 make_user):
+    """The sixth attempt within 2 s of the fifth failure is refused (429, Retry-After) without
+    looking at the password; once the wait is over the owner gets in."""
     user = make_user("support")
     for _ in range(5):
         assert post_login(en_client, user.email, WRONG).status_code == 401
     response = post_login(en_client, user.email, PASSWORD)
     assert response.status_code == 429
-    assert login_error(response) == "Too many failed attempts. Try again in 15 minutes."
+    assert login_error(response) == "Too many failed attempts. Try again in 2 seconds."
+    assert response.headers["Retry-After"] == "2"
     assert en_client.get("/").status_code == 302
+    age_attempts(3)
+    assert post_login(en_client, user.email, PASSWORD).status_code == 302
 
 
 def test_four_failures_do_not_lock(en_client, make_user):
@@ -156,17 +168,122 @@ def test_the_lock_ends_when_the_failures_are_older_than_15_minutes(en_client, ma
     user = make_user("support")
     for _ in range(5):
         post_login(en_client, user.email, WRONG)
-    db.session.execute(update(LoginAttempt).values(at=utcnow() - timedelta(minutes=16)))
-    db.session.commit()
+    age_attempts(16 * 60)
     assert post_login(en_client, user.email, PASSWORD).status_code == 302
 
 
-def test_the_throttle_is_per_address(en_client, make_user):
+def test_the_account_throttle_is_per_account(en_client, make_user):
     """Someone hammering one account does not lock out a colleague."""
     victim, colleague = make_user("support"), make_user("support")
     for _ in range(5):
         post_login(en_client, victim.email, WRONG)
     assert post_login(en_client, colleague.email, PASSWORD).status_code == 302
+
+
+def failures(email: str, count: int, last_seconds_ago: float, spacing: float = 1.0,
+             ips=None) -> None:
+    """Record `count` failed attempts on an account, the latest `last_seconds_ago` ago."""
+    now = utcnow()
+    for n in range(count):
+        db.session.add(LoginAttempt(
+            email=email, success=False, ip=(ips or [None])[n % len(ips or [None])],
+            at=now - timedelta(seconds=last_seconds_ago + (count - 1 - n) * spacing)))
+    db.session.commit()
+
+
+def test_each_further_failure_doubles_the_wait(en_client, make_user):
+    """Six failures: 4 s after the last one; seven: 8 s."""
+    user = make_user("support")
+    failures(user.email, 6, last_seconds_ago=3)
+    response = post_login(en_client, user.email, PASSWORD)
+    assert response.status_code == 429 and response.headers["Retry-After"] == "1"
+    failures(user.email, 1, last_seconds_ago=3)
+    assert post_login(en_client, user.email, PASSWORD).headers["Retry-After"] == "5"
+
+
+def test_the_account_owner_waits_at_most_a_minute_however_many_failures(en_client, make_user):
+    """Thirty wrong passwords from thirty addresses do not lock the owner out: a minute after
+    the last one, the right password works (it used to take 15 minutes)."""
+    user = make_user("support")
+    ips = [f"198.51.100.{n}" for n in range(30)]
+    failures(user.email, 30, last_seconds_ago=50, spacing=10, ips=ips)
+    response = post_login(en_client, user.email, PASSWORD)
+    assert response.status_code == 429 and 9 <= int(response.headers["Retry-After"]) <= 11
+    age_attempts(11)
+    assert post_login(en_client, user.email, PASSWORD).status_code == 302
+
+
+def test_one_address_trying_many_accounts_is_slowed(app, make_user):
+    """Ten failures on ten accounts from one address: the eleventh attempt from there waits,
+    whatever the account (even a right password); other addresses are not slowed."""
+    attacker = app.test_client()
+    attacker.environ_base.update(HTTP_ACCEPT_LANGUAGE="en", REMOTE_ADDR="203.0.113.66")
+    for n in range(10):
+        assert post_login(attacker, f"guess{n}@staff.example.com", WRONG).status_code == 401
+    user = make_user("support")
+    refused = post_login(attacker, user.email, PASSWORD)
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "2"
+    elsewhere = app.test_client()
+    elsewhere.environ_base.update(HTTP_ACCEPT_LANGUAGE="en", REMOTE_ADDR="192.0.2.10")
+    assert post_login(elsewhere, user.email, PASSWORD).status_code == 302
+
+
+def test_an_address_keeps_being_slowed_up_to_15_minutes(app, make_user):
+    """Forty failures from one address keep it waiting long after the accounts' own waits
+    ended; its own successful login does not reset the count (an attacker's account)."""
+    attacker = app.test_client()
+    attacker.environ_base.update(HTTP_ACCEPT_LANGUAGE="en", REMOTE_ADDR="203.0.113.66")
+    now = utcnow()
+    for n in range(40):
+        db.session.add(LoginAttempt(email=f"guess{n}@staff.example.com", ip="203.0.113.66",
+                                    success=False, at=now - timedelta(seconds=300 - n)))
+    db.session.commit()
+    own = make_user("support")
+    response = post_login(attacker, own.email, PASSWORD)
+    assert response.status_code == 429
+    assert 500 <= int(response.headers["Retry-After"]) <= 15 * 60
+
+
+def test_attempts_refused_by_the_throttle_do_not_lengthen_the_wait(en_client, make_user):
+    """Hammering during the wait is refused without a password check and not counted."""
+    user = make_user("support")
+    failures(user.email, 5, last_seconds_ago=0)
+    for _ in range(20):
+        assert post_login(en_client, user.email, WRONG).status_code == 429
+    rows = db.session.scalars(select(LoginAttempt).where(LoginAttempt.throttled.is_(True))).all()
+    assert len(rows) == 20 and not any(row.success for row in rows)
+    age_attempts(3)
+    assert post_login(en_client, user.email, PASSWORD).status_code == 302
+
+
+def test_two_concurrent_attempts_cannot_both_slip_under_the_limit(app, make_user):
+    """Four failures leave one free attempt: two attempts racing for it, each checking a
+    real (slow) scrypt hash, get one answer 401 and one 429, never two password checks."""
+    import threading
+
+    from werkzeug.security import generate_password_hash
+
+    user = make_user("support")
+    user.password_hash = generate_password_hash(PASSWORD, method="scrypt:32768:8:1")
+    db.session.commit()
+    email = user.email  # read here: the threads must not touch this thread's session
+    failures(email, 4, last_seconds_ago=1)
+    barrier = threading.Barrier(2)
+    statuses = []
+
+    def attempt():
+        with app.app_context():  # each thread: its own session and database connection
+            client = app.test_client()
+            barrier.wait()
+            statuses.append(post_login(client, email, WRONG).status_code)
+            db.session.remove()
+
+    threads = [threading.Thread(target=attempt) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(statuses) == [401, 429]
 
 
 def test_every_attempt_is_recorded(en_client, make_user):

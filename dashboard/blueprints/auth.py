@@ -1,10 +1,21 @@
 """Staff login, logout and language choice."""
 from __future__ import annotations
 
+import math
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, PasswordField
@@ -61,24 +72,28 @@ def _plain_http_warning() -> tuple[str, str] | None:
 @bp.route("/login", methods=["GET", "POST"])
 @public
 def login():
-    """Log a staff member in, refusing after too many failures."""
+    """Log a staff member in; repeated failures per account and per client address make
+    the next attempt wait longer and longer (429 with Retry-After)."""
     if current_user.is_authenticated:
         return redirect(url_for("home.index"))
     form = LoginForm()
     error = None
     status = 200
     if form.validate_on_submit():
-        email = form.email.data.strip().lower()
-        if users.is_throttled(email):
-            error = _("Too many failed attempts. Try again in 15 minutes.")
-            status = 429
-        else:
-            user = users.authenticate(email, form.password.data, request.remote_addr)
-            if user is not None:
-                login_user(user, remember=bool(form.remember.data))
-                return redirect(_safe_next(request.args.get("next")))
-            error = _("Wrong email or password.")
-            status = 401
+        result = users.attempt_login(form.email.data, form.password.data, request.remote_addr)
+        if result.wait:
+            seconds = math.ceil(result.wait)
+            error = ngettext("Too many failed attempts. Try again in %(num)d second.",
+                             "Too many failed attempts. Try again in %(num)d seconds.", seconds)
+            response = make_response(render_template(
+                "auth/login.html", form=form, error=error, transport=_plain_http_warning()), 429)
+            response.headers["Retry-After"] = str(seconds)
+            return response
+        if result.user is not None:
+            login_user(result.user, remember=bool(form.remember.data))
+            return redirect(_safe_next(request.args.get("next")))
+        error = _("Wrong email or password.")
+        status = 401
     elif request.method == "POST":
         error = _("Enter your email and password.")
         status = 422
