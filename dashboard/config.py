@@ -77,6 +77,7 @@ def from_environment(instance_path: str) -> dict:
         "POSTINO_DNS_NAMESERVERS": os.environ.get("POSTINO_DNS_NAMESERVERS", ""),
         "POSTINO_DNS_TIMEOUT": _float("POSTINO_DNS_TIMEOUT", 3.0),
         "POSTINO_TRUSTED_PROXIES": _int("POSTINO_TRUSTED_PROXIES", 0),
+        "POSTINO_SMTP_TEST_TIMEOUT": _float("POSTINO_SMTP_TEST_TIMEOUT", 10.0),
         "POSTINO_DEMO": False,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

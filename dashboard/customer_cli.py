@@ -24,7 +24,9 @@ CLI_ACTOR = "cli"
 @click.option("--smtp-auth", default=None, type=click.Choice(AUTHS))
 @click.option("--smtp-username", default=None)
 @click.option("--smtp-password", default=None, help="Stored encrypted; never printed.")
-def customer_settings_command(code: str, mode: str, **options) -> None:
+@click.option("--confirm-plaintext", is_flag=True,
+              help="Accept a login over --smtp-security none (the password travels unencrypted).")
+def customer_settings_command(code: str, mode: str, confirm_plaintext: bool, **options) -> None:
     """Set a customer's sending mode and its fields (validated and audited like the web page)."""
     from .services import customer_settings, customers
 
@@ -35,7 +37,8 @@ def customer_settings_command(code: str, mode: str, **options) -> None:
     data.update({name: value for name, value in options.items() if value is not None})
     with force_locale("en"):
         try:
-            result = customer_settings.save(customer, data, actor_label=CLI_ACTOR)
+            result = customer_settings.save(customer, data, actor_label=CLI_ACTOR,
+                                            confirm_plaintext=confirm_plaintext)
         except customer_settings.SettingsInvalid as exc:
             for field, message in exc.errors.items():
                 click.echo(f"Error: --{field.replace('_', '-').replace('sending-mode', 'mode')}"
