@@ -55,6 +55,9 @@ def create_app(config: dict | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies,
                                 x_host=proxies, x_port=proxies)
 
+    from .database import engine_options, init_engine_events
+
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(app.config)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
     csrf.init_app(app)
@@ -64,8 +67,6 @@ def create_app(config: dict | None = None) -> Flask:
     from . import i18n
 
     i18n.init_app(app)
-
-    from .database import init_engine_events
 
     with app.app_context():
         init_engine_events(db.engine)

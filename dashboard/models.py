@@ -487,7 +487,8 @@ class JobRun(db.Model):
     """One run of a scheduled or requested job, with counts, progress and any error."""
 
     __tablename__ = "job_run"
-    __table_args__ = (Index("ix_job_run_job_started", "job", "started_at"),)
+    __table_args__ = (Index("ix_job_run_job_started", "job", "started_at"),
+                      Index("ix_job_run_status", "status"))  # finds the few running ones
 
     id: Mapped[int] = mapped_column(primary_key=True)
     job: Mapped[str] = mapped_column(String(40))

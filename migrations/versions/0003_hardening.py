@@ -2,8 +2,9 @@
 
 - idempotency_key.request_hash: an Idempotency-Key replays its answer only for the very same
   request; another body under the same key is refused.
-- job_run.heartbeat_at: a running job beats while it runs, so a run whose worker died or lost
-  the database can be marked abandoned instead of "running" for ever.
+- job_run.heartbeat_at and ix_job_run_status: a running job beats while it runs, so a run whose
+  worker died or lost the database can be found and marked abandoned instead of "running" for
+  ever.
 - login_attempt.throttled and ix_login_attempt_ip_at: the login throttle counts failures per
   client address too, and an attempt refused by the throttle is kept but not counted.
 
@@ -27,6 +28,7 @@ def upgrade():
 
     with op.batch_alter_table('job_run', schema=None) as batch_op:
         batch_op.add_column(sa.Column('heartbeat_at', sa.DateTime(timezone=True), nullable=True))
+        batch_op.create_index('ix_job_run_status', ['status'], unique=False)
 
     with op.batch_alter_table('login_attempt', schema=None) as batch_op:
         batch_op.add_column(sa.Column('throttled', sa.Boolean(), server_default=sa.false(),
@@ -40,6 +42,7 @@ def downgrade():
         batch_op.drop_column('throttled')
 
     with op.batch_alter_table('job_run', schema=None) as batch_op:
+        batch_op.drop_index('ix_job_run_status')
         batch_op.drop_column('heartbeat_at')
 
     with op.batch_alter_table('idempotency_key', schema=None) as batch_op:
