@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from flask import Flask
 
@@ -41,7 +42,8 @@ def create_app(config: dict | None = None) -> Flask:
         for key in ("SESSION_COOKIE_SECURE", "REMEMBER_COOKIE_SECURE"):
             if key not in (config or {}):
                 app.config[key] = secure
-        if not secure:
+        public_host = urlsplit(app.config["POSTINO_PUBLIC_URL"] or "").netloc
+        if not secure and not config_module.is_loopback_host(public_host):
             logging.getLogger(__name__).warning(
                 "POSTINO_PUBLIC_URL is %s (plain http): session cookies are not Secure and "
                 "passwords cross the network unencrypted. Serve the dashboard over HTTPS and "

@@ -5,7 +5,6 @@ import logging
 import stat
 
 import pytest
-from cryptography.fernet import Fernet
 from flask import Flask
 
 from dashboard import create_app
@@ -77,8 +76,11 @@ def test_a_short_secret_key_stops_startup_naming_it(fresh_env, monkeypatch):
         create_app()
 
 
-@pytest.mark.parametrize("value", ["not-a-fernet-key", Fernet.generate_key().decode() + ",oops",
-                                   " , "])
+A_FERNET_KEY = "8DGFriaCBub_D9a1SOncTGtbmH4nCV3mqQz1mWis6Q0="  # valid; fixed for test ids
+
+
+@pytest.mark.parametrize("value", ["not-a-fernet-key", A_FERNET_KEY + ",oops", " , "],
+                         ids=["not a key", "a bad second key", "only commas"])
 def test_a_malformed_credentials_key_stops_startup_naming_it(fresh_env, monkeypatch, value):
     """A key that cannot encrypt fails at start, not the first time a password is saved."""
     monkeypatch.setenv("POSTINO_CREDENTIALS_KEY", value)
@@ -139,6 +141,11 @@ def test_a_plain_http_public_url_keeps_cookies_usable_and_warns_at_start(fresh_e
     assert app.config["REMEMBER_COOKIE_SECURE"] is False
     assert any("POSTINO_PUBLIC_URL is http://postino.intranet:8000 (plain http)"
                in record.getMessage() for record in caplog.records)
+    caplog.clear()
+    monkeypatch.setenv("POSTINO_PUBLIC_URL", "http://localhost:5000")
+    with caplog.at_level(logging.WARNING, logger="dashboard"):
+        create_app()  # a development machine: nothing crosses a network
+    assert not any("plain http" in record.getMessage() for record in caplog.records)
 
 
 def test_an_explicit_cookie_setting_is_respected(fresh_env):
