@@ -214,10 +214,9 @@ def validate(customer: Customer, data: dict, *, confirm_insecure: bool = False,
             errors["smtp_password"] = str(_l(
                 "Type the password again: the server, port or user name differ from the saved "
                 "ones, and the saved password is only ever sent to the saved server."))
-        stored_plaintext = (customer.smtp_security == "none"
-                            and (customer.smtp_auth or "none") != "none")
         if (auth != "none" and final("smtp_security") == "none" and not confirm_plaintext
-                and (for_test or not stored_plaintext) and "smtp_security" not in errors):
+                and (for_test or not _plaintext_login(customer))
+                and "smtp_security" not in errors):
             errors["smtp_security"] = str(_l(
                 "With security None the password crosses the network unencrypted: anyone on "
                 "the path can read it. Choose STARTTLS or SSL/TLS, or tick the confirmation "
