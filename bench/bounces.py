@@ -120,7 +120,7 @@ def _app(database: str):
     from dashboard.extensions import db
 
     app = create_app({
-        "SQLALCHEMY_DATABASE_URI": database, "SECRET_KEY": "bench-secret",
+        "SQLALCHEMY_DATABASE_URI": database, "SECRET_KEY": "bench-secret-key-of-at-least-32-characters",
         "POSTINO_CREDENTIALS_KEY": Fernet.generate_key().decode(),
         "POSTINO_BOUNCE_DOMAIN": "bounces.postino.example.com",
         "POSTINO_SENDER_NOTIFICATION": "Postino <notification@postino.example.com>",

@@ -67,7 +67,7 @@ def _app(database: str, port: int):
 
     app = create_app({
         "SQLALCHEMY_DATABASE_URI": database,
-        "SECRET_KEY": "bench-secret",
+        "SECRET_KEY": "bench-secret-key-of-at-least-32-characters",
         "POSTINO_CREDENTIALS_KEY": Fernet.generate_key().decode(),
         "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": port, "MAIL_TIMEOUT": 30,
         "MAIL_USE_TLS": False, "MAIL_USE_SSL": False, "MAIL_USERNAME": None,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from flask import Flask
 
@@ -29,13 +30,36 @@ def create_app(config: dict | None = None) -> Flask:
         app.config.from_mapping(config)
     config_module.ensure_secrets(app.config, app.instance_path)
     if not app.debug and not app.testing:
-        # Flask ships SESSION_COOKIE_SECURE=False, so setdefault alone would never apply it.
-        for key in ("SESSION_COOKIE_SECURE", "REMEMBER_COOKIE_SECURE"):
-            if key not in (config or {}):
-                app.config[key] = True
+        config_module.check_secrets(app.config)
+    config_module.private_sqlite_file(app.config["SQLALCHEMY_DATABASE_URI"])
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not app.debug and not app.testing:
+        # Cookies follow the public address: Secure over https. Over plain http a Secure
+        # cookie is dropped by the browser and login silently fails, so it is not Secure
+        # there, and the start says why that is unsafe. (Flask ships them False.)
+        secure = config_module.is_https(app.config["POSTINO_PUBLIC_URL"])
+        for key in ("SESSION_COOKIE_SECURE", "REMEMBER_COOKIE_SECURE"):
+            if key not in (config or {}):
+                app.config[key] = secure
+        public_host = urlsplit(app.config["POSTINO_PUBLIC_URL"] or "").netloc
+        if not secure and not config_module.is_loopback_host(public_host):
+            logging.getLogger(__name__).warning(
+                "POSTINO_PUBLIC_URL is %s (plain http): session cookies are not Secure and "
+                "passwords cross the network unencrypted. Serve the dashboard over HTTPS and "
+                "set POSTINO_PUBLIC_URL=https://...", app.config["POSTINO_PUBLIC_URL"])
+    proxies = int(app.config.get("POSTINO_TRUSTED_PROXIES") or 0)
+    if proxies > 0:
+        # Only when configured: otherwise anyone could forge X-Forwarded-For to dodge the
+        # login throttle, or X-Forwarded-Proto to look like HTTPS.
+        from werkzeug.middleware.proxy_fix import ProxyFix
 
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies,
+                                x_host=proxies, x_port=proxies)
+
+    from .database import engine_options, init_engine_events
+
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(app.config)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
     csrf.init_app(app)
@@ -45,8 +69,6 @@ def create_app(config: dict | None = None) -> Flask:
     from . import i18n
 
     i18n.init_app(app)
-
-    from .database import init_engine_events
 
     with app.app_context():
         init_engine_events(db.engine)

@@ -1,14 +1,19 @@
 """Configuration: every setting is read from the environment here, and only here."""
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
+from sqlalchemy.engine import make_url
 
 log = logging.getLogger(__name__)
+
+MIN_SECRET_KEY = 32
 
 
 def _bool(value: str | None, default: bool = False) -> bool:
@@ -71,6 +76,12 @@ def from_environment(instance_path: str) -> dict:
         "POSTINO_RELAY_IPS": os.environ.get("POSTINO_RELAY_IPS", "127.0.0.1"),
         "POSTINO_DNS_NAMESERVERS": os.environ.get("POSTINO_DNS_NAMESERVERS", ""),
         "POSTINO_DNS_TIMEOUT": _float("POSTINO_DNS_TIMEOUT", 3.0),
+        "POSTINO_TRUSTED_PROXIES": _int("POSTINO_TRUSTED_PROXIES", 0),
+        "POSTINO_SMTP_TEST_TIMEOUT": _float("POSTINO_SMTP_TEST_TIMEOUT", 10.0),
+        "POSTINO_DB_CONNECT_TIMEOUT": _float("POSTINO_DB_CONNECT_TIMEOUT", 5.0),
+        "POSTINO_DB_STATEMENT_TIMEOUT": _float("POSTINO_DB_STATEMENT_TIMEOUT", 10.0),
+        "POSTINO_DB_LOCK_TIMEOUT": _float("POSTINO_DB_LOCK_TIMEOUT", 5.0),
+        "POSTINO_JOB_HEARTBEAT_SECONDS": _float("POSTINO_JOB_HEARTBEAT_SECONDS", 10.0),
         "POSTINO_DEMO": False,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
@@ -114,3 +125,67 @@ def ensure_secrets(config: dict, instance_path: str) -> None:
                 f"node must use the same {name}: set it in the environment."
             )
         config[name] = _instance_secret(instance_path, filename, make)
+
+
+def check_secrets(config: dict) -> None:
+    """Refuse a weak SECRET_KEY or a malformed POSTINO_CREDENTIALS_KEY at start, naming the
+    variable: the first would sign sessions with a guessable key, the second would only fail
+    the first time a customer's SMTP password is encrypted. Debug and tests are exempt."""
+    secret = str(config.get("SECRET_KEY") or "")
+    if len(secret) < MIN_SECRET_KEY:
+        raise RuntimeError(
+            f"SECRET_KEY is {len(secret)} characters long: use at least {MIN_SECRET_KEY} random "
+            "characters, e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))'")
+    raw = str(config.get("POSTINO_CREDENTIALS_KEY") or "")
+    keys = [key.strip() for key in raw.split(",") if key.strip()]
+    if not keys:
+        raise RuntimeError("POSTINO_CREDENTIALS_KEY is empty: set one or more Fernet keys, "
+                           "comma-separated")
+    for number, key in enumerate(keys, 1):
+        try:
+            Fernet(key.encode())
+        except (ValueError, TypeError):
+            raise RuntimeError(
+                f"POSTINO_CREDENTIALS_KEY: key {number} of {len(keys)} is not a Fernet key "
+                "(32 url-safe base64-encoded bytes; make one with python -c 'from "
+                "cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')"
+            ) from None
+
+
+def private_sqlite_file(uri: str) -> None:
+    """Create a SQLite database file readable by its owner only (0600), like the key files.
+
+    SQLite gives the -wal and -shm files it creates the database file's permissions, so they
+    are private too. An existing file is left as it is, with a warning when others may read it.
+    """
+    url = make_url(uri)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:" \
+            or url.database.startswith("file:"):
+        return
+    path = Path(url.database)
+    if path.exists():
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            log.warning("%s is readable by others (mode %o): chmod 600 it", path, mode)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:  # another process created it in between
+        pass
+
+
+def is_https(url: str) -> bool:
+    """True when a public URL is served over HTTPS."""
+    return urlsplit(url or "").scheme.lower() == "https"
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for localhost names and loopback addresses (browsers treat them as secure)."""
+    name = urlsplit(f"//{host}").hostname or ""
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False

@@ -31,8 +31,10 @@ CLI_ACTOR = "cli"
               help="Ticket reference or requesting person.")
 @click.option("--waive", default=None, metavar="REASON",
               help="Do not bill this change (it would be billable): the reason.")
+@click.option("--confirm-plaintext", is_flag=True,
+              help="Accept a login over --smtp-security none (the password travels unencrypted).")
 def customer_settings_command(code: str, mode: str, minutes: str | None, ticket: str | None,
-                              waive: str | None, **options) -> None:
+                              waive: str | None, confirm_plaintext: bool, **options) -> None:
     """Set a customer's sending mode and its fields (validated and audited like the web page);
     the change is recorded as a configuration intervention, billable unless it returns the
     customer to standard or is waived."""
@@ -47,7 +49,8 @@ def customer_settings_command(code: str, mode: str, minutes: str | None, ticket:
     with force_locale("en"):
         try:
             result = customer_settings.save(customer, data, actor_label=CLI_ACTOR,
-                                            intervention=request)
+                                            intervention=request,
+                                            confirm_plaintext=confirm_plaintext)
         except customer_settings.SettingsInvalid as exc:
             for field, message in exc.errors.items():
                 click.echo(f"Error: --{field.replace('_', '-').replace('sending-mode', 'mode')}"

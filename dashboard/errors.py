@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, g, jsonify, render_template, request
+from flask import Flask, current_app, g, jsonify, make_response, render_template, request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from .database import is_unavailable
 from .extensions import htmx
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,9 @@ API_CODES = {
     422: "invalid",
     429: "too_many_requests",
     500: "internal_error",
+    503: "database_unavailable",
 }
+RETRY_AFTER_SECONDS = 30  # what a client should wait before retrying during an outage
 
 
 def api_error(status: int, message: str, field: str | None = None, code: str | None = None):
@@ -77,6 +80,8 @@ def init_app(app: Flask) -> None:
     def _unexpected(error: Exception):
         if isinstance(error, HTTPException):
             return _http(error)
+        if is_unavailable(error):
+            return _database_unavailable(error)
         log.exception("Unhandled error on %s", request.path)
         from .extensions import db
 
@@ -84,3 +89,31 @@ def init_app(app: Flask) -> None:
         return _render_error(
             500, _("Something went wrong"), _("The error was logged. Nothing was changed.")
         )
+
+
+def _database_unavailable(error: Exception):
+    """503 with Retry-After: the API in English JSON, pages without touching the database
+    (no user, no banners: the layout would query it again)."""
+    from .extensions import db
+
+    log.warning("database unavailable on %s %s: %s", request.method, request.path,
+                str(getattr(error, "orig", error)).strip().splitlines()[0][:300]
+                if str(getattr(error, "orig", error)).strip() else type(error).__name__)
+    try:
+        db.session.rollback()
+    except Exception:  # the connection is already gone; the session is discarded anyway
+        pass
+    g.postino_database_down = True  # the locale comes from the browser, not the user row
+    if request.path.startswith("/api/"):
+        response, status = api_error(503, "the database is not answering: nothing was stored. "
+                                          f"Retry in {RETRY_AFTER_SECONDS} seconds.")
+    else:
+        # Rendered without Flask's context processors: Flask-Login's would load the user
+        # from the database to put `current_user` in the context.
+        template = current_app.jinja_env.get_template(
+            "errors/_unavailable.html" if htmx else "errors/unavailable.html")
+        again = request.full_path.rstrip("?") if request.method == "GET" else "/"
+        response, status = make_response(template.render(again=again)), 503
+    response.status_code = status
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from flask import Flask, current_app, has_request_context, request
+from flask import Flask, current_app, g, has_request_context, request
 from flask_babel import get_locale
 from flask_login import current_user
 
@@ -37,7 +37,9 @@ def select_locale() -> str:
     """The user's chosen language, else the browser's best match, else Italian."""
     if not has_request_context():  # CLI, scheduler: no user, no browser
         return current_app.config.get("BABEL_DEFAULT_LOCALE", "it")
-    if current_user and current_user.is_authenticated and current_user.language in LANGUAGES:
+    # during a database outage the user row cannot be read: the browser's language then
+    if (not g.get("postino_database_down") and current_user and current_user.is_authenticated
+            and current_user.language in LANGUAGES):
         return current_user.language
     return request.accept_languages.best_match(list(LANGUAGES)) or "it"
 

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -185,12 +186,15 @@ class LoginAttempt(db.Model):
     """One login attempt, kept for throttling."""
 
     __tablename__ = "login_attempt"
-    __table_args__ = (Index("ix_login_attempt_email_at", "email", "at"),)
+    __table_args__ = (Index("ix_login_attempt_email_at", "email", "at"),
+                      Index("ix_login_attempt_ip_at", "ip", "at"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320))
     ip: Mapped[str | None] = mapped_column(String(64))
     success: Mapped[bool] = mapped_column(Boolean, default=False)
+    # refused by the throttle before the password was checked: not counted as a failure
+    throttled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -385,6 +389,8 @@ class IdempotencyKey(db.Model):
     key: Mapped[str] = mapped_column(String(200))
     status_code: Mapped[int] = mapped_column(Integer)
     response: Mapped[dict] = mapped_column(JSON)
+    # SHA-256 of the request's canonical JSON: the key replays only the very same request
+    request_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
 
 
@@ -586,13 +592,16 @@ class JobRun(db.Model):
     """One run of a scheduled or requested job, with counts, progress and any error."""
 
     __tablename__ = "job_run"
-    __table_args__ = (Index("ix_job_run_job_started", "job", "started_at"),)
+    __table_args__ = (Index("ix_job_run_job_started", "job", "started_at"),
+                      Index("ix_job_run_status", "status"))  # finds the few running ones
 
     id: Mapped[int] = mapped_column(primary_key=True)
     job: Mapped[str] = mapped_column(String(40))
-    status: Mapped[str] = mapped_column(String(10), default="running")  # running ok error
+    # running ok error skipped abandoned (its worker stopped beating while it ran)
+    status: Mapped[str] = mapped_column(String(10), default="running")
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     worker: Mapped[str | None] = mapped_column(String(100))
     progress: Mapped[int] = mapped_column(Integer, default=0)
     total: Mapped[int | None] = mapped_column(Integer)

@@ -22,8 +22,12 @@ def sweep_command(batch_size: int) -> None:
 def worker_command() -> None:
     """Run the scheduler: sweep every POSTINO_SWEEP_SECONDS, plus purge, expiry and checks."""
     from .scheduler import make_scheduler
+    from .services import jobs
 
     app = current_app._get_current_object()
+    abandoned = jobs.abandon_stale()  # runs a crashed worker left "running"
+    if abandoned:
+        click.echo(f"postino worker: {abandoned} job runs of a stopped worker marked abandoned")
     scheduler = make_scheduler(app)
     click.echo(f"postino worker: {len(scheduler.get_jobs())} jobs, "
                f"sweep every {app.config['POSTINO_SWEEP_SECONDS']}s (Ctrl+C to stop)")

@@ -115,7 +115,7 @@ def test_config(tmp_path_factory) -> dict:
     return {
         "TESTING": True,
         "SQLALCHEMY_DATABASE_URI": database_url(tmp),
-        "SECRET_KEY": "test-secret-key",
+        "SECRET_KEY": "test-secret-key-of-at-least-32-characters",
         "POSTINO_CREDENTIALS_KEY": Fernet.generate_key().decode(),
         "WTF_CSRF_ENABLED": False,
         "MAIL_SERVER": "127.0.0.1",

@@ -63,10 +63,55 @@ def test_the_embedded_default_generates_private_secrets_once(fresh_env, caplog):
 
 def test_secrets_from_the_environment_win_over_generated_ones(fresh_env, monkeypatch):
     """An operator's SECRET_KEY is used as is and nothing is written to the instance folder."""
-    monkeypatch.setenv("SECRET_KEY", "from-the-environment")
+    monkeypatch.setenv("SECRET_KEY", "from-the-environment-" + "x" * 32)
     app = create_app()
-    assert app.config["SECRET_KEY"] == "from-the-environment"
+    assert app.config["SECRET_KEY"] == "from-the-environment-" + "x" * 32
     assert not (fresh_env / "secret_key").exists()
+
+
+def test_a_short_secret_key_stops_startup_naming_it(fresh_env, monkeypatch):
+    """A SECRET_KEY under 32 characters would sign sessions with a guessable key: refused."""
+    monkeypatch.setenv("SECRET_KEY", "changeme")
+    with pytest.raises(RuntimeError, match="SECRET_KEY is 8 characters long: use at least 32"):
+        create_app()
+
+
+A_FERNET_KEY = "8DGFriaCBub_D9a1SOncTGtbmH4nCV3mqQz1mWis6Q0="  # valid; fixed for test ids
+
+
+@pytest.mark.parametrize("value", ["not-a-fernet-key", A_FERNET_KEY + ",oops", " , "],
+                         ids=["not a key", "a bad second key", "only commas"])
+def test_a_malformed_credentials_key_stops_startup_naming_it(fresh_env, monkeypatch, value):
+    """A key that cannot encrypt fails at start, not the first time a password is saved."""
+    monkeypatch.setenv("POSTINO_CREDENTIALS_KEY", value)
+    with pytest.raises(RuntimeError, match="POSTINO_CREDENTIALS_KEY"):
+        create_app()
+
+
+def test_debug_and_tests_may_use_short_development_secrets(fresh_env, monkeypatch):
+    """The checks guard deployments; a test or debug app may use a throwaway secret."""
+    monkeypatch.setenv("SECRET_KEY", "dev")
+    monkeypatch.setenv("POSTINO_CREDENTIALS_KEY", "dev")
+    assert create_app({"TESTING": True}).config["SECRET_KEY"] == "dev"
+    assert create_app({"DEBUG": True}).config["SECRET_KEY"] == "dev"
+
+
+def test_the_sqlite_database_and_its_wal_files_are_private(fresh_env):
+    """The database holds password hashes and mail: created 0600, and -wal/-shm follow it."""
+    from sqlalchemy import text
+
+    from dashboard.extensions import db
+
+    app = create_app()
+    with app.app_context():
+        with db.engine.connect() as connection:
+            connection.execute(text("CREATE TABLE probe (x INTEGER)"))
+            connection.execute(text("INSERT INTO probe VALUES (1)"))
+            connection.commit()
+            for suffix in ("", "-wal", "-shm"):
+                path = fresh_env / f"postino.sqlite3{suffix}"
+                assert stat.S_IMODE(path.stat().st_mode) == 0o600, suffix
+        db.engine.dispose()
 
 
 @pytest.mark.parametrize("name", ["MAIL_PORT", "POSTINO_DNS_TIMEOUT", "POSTINO_SWEEP_SECONDS"])
@@ -77,11 +122,30 @@ def test_a_malformed_number_in_the_environment_is_a_clear_error(fresh_env, monke
         create_app()
 
 
-def test_cookies_are_secure_outside_debug_and_tests(fresh_env):
-    """A production app marks its session and remember cookies Secure."""
+def test_cookies_are_secure_when_the_public_url_is_https(fresh_env, monkeypatch):
+    """A production app served over HTTPS marks its session and remember cookies Secure."""
+    monkeypatch.setenv("POSTINO_PUBLIC_URL", "https://postino.example.com")
     app = create_app()
     assert app.config["SESSION_COOKIE_SECURE"] is True
     assert app.config["REMEMBER_COOKIE_SECURE"] is True
+
+
+def test_a_plain_http_public_url_keeps_cookies_usable_and_warns_at_start(fresh_env, monkeypatch,
+                                                                         caplog):
+    """Over plain http a Secure cookie would be dropped and login fail silently: not Secure,
+    and the start log says it is unsafe."""
+    monkeypatch.setenv("POSTINO_PUBLIC_URL", "http://postino.intranet:8000")
+    with caplog.at_level(logging.WARNING, logger="dashboard"):
+        app = create_app()
+    assert app.config["SESSION_COOKIE_SECURE"] is False
+    assert app.config["REMEMBER_COOKIE_SECURE"] is False
+    assert any("POSTINO_PUBLIC_URL is http://postino.intranet:8000 (plain http)"
+               in record.getMessage() for record in caplog.records)
+    caplog.clear()
+    monkeypatch.setenv("POSTINO_PUBLIC_URL", "http://localhost:5000")
+    with caplog.at_level(logging.WARNING, logger="dashboard"):
+        create_app()  # a development machine: nothing crosses a network
+    assert not any("plain http" in record.getMessage() for record in caplog.records)
 
 
 def test_an_explicit_cookie_setting_is_respected(fresh_env):
@@ -130,3 +194,14 @@ def test_the_health_check_answers_without_login(client):
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.get_json()["database"] == "ok"
+
+
+def test_the_favicon_is_served_to_anyone_and_linked_from_every_page(client):
+    """Browsers ask /favicon.ico on every page: it answers an icon (no login, no 404)."""
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200
+    assert response.mimetype == "image/vnd.microsoft.icon"
+    assert response.data[:4] == b"\x00\x00\x01\x00"  # an ICO header
+    page = client.get("/login").get_data(as_text=True)
+    assert 'rel="icon" href="/favicon.ico"' in page
+    assert client.get("/static/favicon.svg").status_code == 200

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from dashboard.extensions import db
 from dashboard.models import LoginAttempt, User, utcnow
@@ -115,15 +115,27 @@ def test_an_empty_form_asks_for_email_and_password(en_client):
     assert login_error(response) == "Enter your email and password."
 
 
-def test_five_failures_lock_the_account_even_for_the_right_password(en_client, make_user):
-    """After 5 failures in 15 minutes further attempts are refused with 429 and a clear message."""
+def age_attempts(seconds: float) -> None:
+    """Move every recorded attempt `seconds` into the past (as if time had passed)."""
+    for attempt in db.session.scalars(select(LoginAttempt)):
+        attempt.at -= timedelta(seconds=seconds)
+    db.session.commit()
+
+
+def test_after_five_failures_the_next_attempt_waits_even_with_the_right_password(en_client,
+                                                                                 make_user):
+    """The sixth attempt within 2 s of the fifth failure is refused (429, Retry-After) without
+    looking at the password; once the wait is over the owner gets in."""
     user = make_user("support")
     for _ in range(5):
         assert post_login(en_client, user.email, WRONG).status_code == 401
     response = post_login(en_client, user.email, PASSWORD)
     assert response.status_code == 429
-    assert login_error(response) == "Too many failed attempts. Try again in 15 minutes."
+    assert login_error(response) == "Too many failed attempts. Try again in 2 seconds."
+    assert response.headers["Retry-After"] == "2"
     assert en_client.get("/").status_code == 302
+    age_attempts(3)
+    assert post_login(en_client, user.email, PASSWORD).status_code == 302
 
 
 def test_four_failures_do_not_lock(en_client, make_user):
@@ -156,17 +168,123 @@ def test_the_lock_ends_when_the_failures_are_older_than_15_minutes(en_client, ma
     user = make_user("support")
     for _ in range(5):
         post_login(en_client, user.email, WRONG)
-    db.session.execute(update(LoginAttempt).values(at=utcnow() - timedelta(minutes=16)))
-    db.session.commit()
+    age_attempts(16 * 60)
     assert post_login(en_client, user.email, PASSWORD).status_code == 302
 
 
-def test_the_throttle_is_per_address(en_client, make_user):
+def test_the_account_throttle_is_per_account(en_client, make_user):
     """Someone hammering one account does not lock out a colleague."""
     victim, colleague = make_user("support"), make_user("support")
     for _ in range(5):
         post_login(en_client, victim.email, WRONG)
     assert post_login(en_client, colleague.email, PASSWORD).status_code == 302
+
+
+def failures(email: str, count: int, last_seconds_ago: float, spacing: float = 1.0,
+             ips=None) -> None:
+    """Record `count` failed attempts on an account, the latest `last_seconds_ago` ago."""
+    now = utcnow()
+    for n in range(count):
+        db.session.add(LoginAttempt(
+            email=email, success=False, ip=(ips or [None])[n % len(ips or [None])],
+            at=now - timedelta(seconds=last_seconds_ago + (count - 1 - n) * spacing)))
+    db.session.commit()
+
+
+def test_each_further_failure_doubles_the_wait(en_client, make_user):
+    """Six failures: 4 s after the last one; seven: 8 s (a second of slack for a slow run)."""
+    user = make_user("support")
+    failures(user.email, 6, last_seconds_ago=1)
+    response = post_login(en_client, user.email, PASSWORD)
+    assert response.status_code == 429 and response.headers["Retry-After"] in ("2", "3")
+    failures(user.email, 1, last_seconds_ago=1)
+    assert post_login(en_client, user.email, PASSWORD).headers["Retry-After"] in ("6", "7")
+
+
+def test_the_account_owner_waits_at_most_a_minute_however_many_failures(en_client, make_user):
+    """Thirty wrong passwords from thirty addresses do not lock the owner out: a minute after
+    the last one, the right password works (it used to take 15 minutes)."""
+    user = make_user("support")
+    ips = [f"198.51.100.{n}" for n in range(30)]
+    failures(user.email, 30, last_seconds_ago=50, spacing=10, ips=ips)
+    response = post_login(en_client, user.email, PASSWORD)
+    assert response.status_code == 429 and 9 <= int(response.headers["Retry-After"]) <= 11
+    age_attempts(11)
+    assert post_login(en_client, user.email, PASSWORD).status_code == 302
+
+
+def test_one_address_trying_many_accounts_is_slowed(app, make_user):
+    """Ten failures on ten accounts from one address: the eleventh attempt from there waits,
+    whatever the account (even a right password); other addresses are not slowed."""
+    attacker = app.test_client()
+    attacker.environ_base.update(HTTP_ACCEPT_LANGUAGE="en", REMOTE_ADDR="203.0.113.66")
+    for n in range(10):
+        assert post_login(attacker, f"guess{n}@staff.example.com", WRONG).status_code == 401
+    user = make_user("support")
+    refused = post_login(attacker, user.email, PASSWORD)
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "2"
+    elsewhere = app.test_client()
+    elsewhere.environ_base.update(HTTP_ACCEPT_LANGUAGE="en", REMOTE_ADDR="192.0.2.10")
+    assert post_login(elsewhere, user.email, PASSWORD).status_code == 302
+
+
+def test_an_address_keeps_being_slowed_up_to_15_minutes(app, make_user):
+    """Forty failures from one address keep it waiting long after the accounts' own waits
+    ended; its own successful login does not reset the count (an attacker's account)."""
+    attacker = app.test_client()
+    attacker.environ_base.update(HTTP_ACCEPT_LANGUAGE="en", REMOTE_ADDR="203.0.113.66")
+    now = utcnow()
+    for n in range(40):
+        db.session.add(LoginAttempt(email=f"guess{n}@staff.example.com", ip="203.0.113.66",
+                                    success=False, at=now - timedelta(seconds=300 - n)))
+    db.session.commit()
+    own = make_user("support")
+    response = post_login(attacker, own.email, PASSWORD)
+    assert response.status_code == 429
+    assert 500 <= int(response.headers["Retry-After"]) <= 15 * 60
+
+
+def test_attempts_refused_by_the_throttle_do_not_lengthen_the_wait(en_client, make_user):
+    """Hammering during the wait is refused without a password check and not counted: nine
+    failures owe 32 s, and 32 s later the owner gets in (twenty more counted would owe 60)."""
+    user = make_user("support")
+    failures(user.email, 9, last_seconds_ago=0)
+    for _ in range(20):
+        assert post_login(en_client, user.email, WRONG).status_code == 429
+    rows = db.session.scalars(select(LoginAttempt).where(LoginAttempt.throttled.is_(True))).all()
+    assert len(rows) == 20 and not any(row.success for row in rows)
+    age_attempts(33)
+    assert post_login(en_client, user.email, PASSWORD).status_code == 302
+
+
+def test_two_concurrent_attempts_cannot_both_slip_under_the_limit(app, make_user):
+    """Four failures leave one free attempt: two attempts racing for it, each checking a
+    real (slow) scrypt hash, get one answer 401 and one 429, never two password checks."""
+    import threading
+
+    from werkzeug.security import generate_password_hash
+
+    user = make_user("support")
+    user.password_hash = generate_password_hash(PASSWORD, method="scrypt:32768:8:1")
+    db.session.commit()
+    email = user.email  # read here: the threads must not touch this thread's session
+    failures(email, 4, last_seconds_ago=1)
+    barrier = threading.Barrier(2)
+    statuses = []
+
+    def attempt():
+        with app.app_context():  # each thread: its own session and database connection
+            client = app.test_client()
+            barrier.wait()
+            statuses.append(post_login(client, email, WRONG).status_code)
+            db.session.remove()
+
+    threads = [threading.Thread(target=attempt) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(statuses) == [401, 429]
 
 
 def test_every_attempt_is_recorded(en_client, make_user):
@@ -261,3 +379,58 @@ def test_an_unknown_account_costs_a_password_check_too(en_client, make_user, mon
     post_login(en_client, "nobody@staff.example.com", WRONG)
     post_login(en_client, inactive.email, PASSWORD)
     assert len(checks) == 2
+
+
+@pytest.fixture
+def secure_cookies(app):
+    """The app as deployed behind HTTPS: its cookies are Secure."""
+    app.config["SESSION_COOKIE_SECURE"] = True
+    yield
+    app.config["SESSION_COOKIE_SECURE"] = False
+
+
+def test_the_login_page_says_a_secure_cookie_cannot_work_over_plain_http(app, secure_cookies):
+    """On an internal host over http the browser drops the Secure cookie: the page says so."""
+    page = app.test_client().get("/login", base_url="http://postino.intranet")
+    text = page.get_data(as_text=True)
+    assert 'id="plain-http"' in text and "your browser will not keep the login" in text
+    assert "Open http://postino.example.com instead" not in text  # the public URL is http
+    assert "https://postino.intranet/login" in text
+
+
+def test_the_login_page_warns_that_plain_http_is_unencrypted(app):
+    """Without Secure cookies login works over http, but the page says it is not encrypted."""
+    page = app.test_client().get("/login", base_url="http://postino.intranet")
+    assert "This connection is not encrypted (plain HTTP)" in page.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("base_url", ["https://postino.intranet", "http://localhost:5000",
+                                      "http://127.0.0.1:5000"])
+def test_https_and_localhost_log_in_without_a_warning(app, secure_cookies, base_url):
+    """Browsers keep Secure cookies over HTTPS and on localhost: nothing to warn about."""
+    page = app.test_client().get("/login", base_url=base_url)
+    assert 'id="plain-http"' not in page.get_data(as_text=True)
+
+
+def test_forwarded_headers_count_only_behind_configured_proxies(app, test_config,
+                                                                secure_cookies):
+    """X-Forwarded-Proto/-For are believed only with POSTINO_TRUSTED_PROXIES set: anyone could
+    send them otherwise."""
+    from dashboard import create_app
+
+    headers = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7"}
+    direct = app.test_client().get("/login", base_url="http://postino.intranet",
+                                   headers=headers)
+    assert 'id="plain-http"' in direct.get_data(as_text=True)
+    proxied = create_app({**test_config, "POSTINO_TRUSTED_PROXIES": 1,
+                          "SESSION_COOKIE_SECURE": True})
+    with proxied.app_context():
+        page = proxied.test_client().get("/login", base_url="http://postino.intranet",
+                                         headers=headers)
+        assert 'id="plain-http"' not in page.get_data(as_text=True)
+        proxied.test_client().post("/login", data={"email": "x@staff.example.com",
+                                                   "password": WRONG}, headers=headers)
+        db.session.remove()
+        db.engine.dispose()
+    ips = db.session.scalars(select(LoginAttempt.ip)).all()
+    assert ips == ["203.0.113.7"]

@@ -45,7 +45,7 @@ def test_flask_demo_serves_the_dashboard_and_delivers_to_its_sink(tmp_path):
     """`flask demo` starts, prints its URL and logins, and its worker sends queued mail."""
     port = free_port()
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}",
-           "SECRET_KEY": "demo-test", "POSTINO_CREDENTIALS_KEY": Fernet.generate_key().decode(),
+           "SECRET_KEY": "demo-test-secret-key-of-32-characters-or-more", "POSTINO_CREDENTIALS_KEY": Fernet.generate_key().decode(),
            "POSTINO_SWEEP_SECONDS": "1", "FLASK_APP": "wsgi.py"}
     env.pop("TEST_DATABASE_URL", None)
     proc = subprocess.Popen([sys.executable, "-m", "flask", "demo", "--port", str(port)],

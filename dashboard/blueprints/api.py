@@ -1,6 +1,7 @@
 """The customer-facing HTTP API (JSON, Bearer API key). Bad input stores nothing."""
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from datetime import timedelta
@@ -106,6 +107,23 @@ def _unstorable_text(payload) -> str | None:
     return None
 
 
+def _request_hash(payload: dict) -> str:
+    """SHA-256 of the request's canonical JSON: the same request however it is spaced or
+    ordered, and another hash for any other content."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _replay(previous: IdempotencyKey, request_hash: str):
+    """The first answer given for this key, if this is the same request; 422 otherwise."""
+    # Keys stored before hashes were kept (request_hash NULL) cannot be compared: replayed.
+    if previous.request_hash is not None and previous.request_hash != request_hash:
+        return api_error(422, "this Idempotency-Key was already used for another request "
+                         "in the last 24 hours: send a new key for a new notification",
+                         "Idempotency-Key", code="idempotency_key_reused")
+    return jsonify(previous.response), previous.status_code
+
+
 @bp.route("/notifications", methods=["POST"])
 @api_view
 def create_notification():
@@ -133,11 +151,12 @@ def create_notification():
         key = key.strip()
         if not key or len(key) > 200 or any(c in key for c in "\r\n\x00"):
             return api_error(422, "Idempotency-Key must be 1-200 characters", "Idempotency-Key")
+        request_hash = _request_hash(payload)
         previous = db.session.scalar(select(IdempotencyKey).where(
             IdempotencyKey.customer_id == customer.id, IdempotencyKey.key == key,
             IdempotencyKey.created_at >= utcnow() - IDEMPOTENCY_WINDOW))
         if previous is not None:
-            return jsonify(previous.response), previous.status_code
+            return _replay(previous, request_hash)
 
     unknown = set(payload) - {"event", "to", "reference", "language", "data", "attachments"}
     if unknown:
@@ -157,8 +176,9 @@ def create_notification():
         return api_error(413, exc.message, exc.field)
     except RenderError as exc:
         db.session.rollback()
-        return api_error(422, exc.message, exc.field or "data", code="template_error"
-                         if not (exc.field or "").startswith("data.") else "missing_variable")
+        code = exc.code or ("missing_variable" if (exc.field or "").startswith("data.")
+                            else "template_error")
+        return api_error(422, exc.message, exc.field or "data", code=code)
     except ServiceError as exc:
         db.session.rollback()
         return api_error(422, exc.message, exc.field)
@@ -168,7 +188,7 @@ def create_notification():
         db.session.execute(delete(IdempotencyKey).where(
             IdempotencyKey.customer_id == customer.id, IdempotencyKey.key == key))
         db.session.add(IdempotencyKey(customer_id=customer.id, key=key, status_code=202,
-                                      response=body))
+                                      response=body, request_hash=request_hash))
     try:
         db.session.commit()
     except IntegrityError:  # the same key raced in from a parallel request
@@ -177,7 +197,7 @@ def create_notification():
             IdempotencyKey.customer_id == customer.id, IdempotencyKey.key == key))
         if previous is None:
             raise
-        return jsonify(previous.response), previous.status_code
+        return _replay(previous, request_hash)
     return jsonify(body), 202
 
 

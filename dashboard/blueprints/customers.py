@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from types import SimpleNamespace
 
-from flask import Blueprint, abort, flash, redirect, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import func, select
@@ -94,6 +94,8 @@ def _context(customer: Customer, posted: dict | None = None, errors: dict | None
         "can_edit": current_user.role == "admin",
         "dns": customer.dns_check,
         **_intervention_context(customer),
+        "probe_timeout": round(float(current_app.config.get("POSTINO_SMTP_TEST_TIMEOUT")
+                                     or customer_settings.PROBE_TIMEOUT)),
     }
     context.update(extra)
     return context
@@ -125,8 +127,9 @@ def _posted_intervention() -> tuple[interventions.Request, dict]:
                                  require_minutes=True), values
 
 
-def _posted_settings() -> tuple[dict, bool]:
-    """The sending-mode fields of the submitted form, and the insecure-TLS confirmation."""
+def _posted_settings() -> tuple[dict, dict]:
+    """The sending-mode fields of the submitted form, and its confirmations (unverified TLS,
+    a login over an unencrypted connection) as keyword arguments for the service."""
     form = request.form
     mode = form.get("sending_mode", "")
     data = {"sending_mode": mode}
@@ -136,7 +139,8 @@ def _posted_settings() -> tuple[dict, bool]:
     if mode == "customer_smtp" and "smtp_verify_tls" in form:
         # the form posts a hidden "0" before the checkbox's "1"
         data["smtp_verify_tls"] = "1" if "1" in form.getlist("smtp_verify_tls") else "0"
-    return data, form.get("confirm_insecure") == "1"
+    return data, {"confirm_insecure": form.get("confirm_insecure") == "1",
+                  "confirm_plaintext": form.get("confirm_plaintext") == "1"}
 
 
 # -- list ---------------------------------------------------------------------------------
@@ -215,11 +219,11 @@ def intervention_fields(code: str):
 def save(code: str):
     """Save the sending mode and its fields (422 with errors beside the fields, nothing saved)."""
     customer = _customer(code)
-    data, confirm = _posted_settings()
+    data, confirmations = _posted_settings()
     billing, billing_values = _posted_intervention()
     try:
-        result = customer_settings.save(customer, data, current_user, confirm_insecure=confirm,
-                                        intervention=billing)
+        result = customer_settings.save(customer, data, current_user, intervention=billing,
+                                        **confirmations)
     except customer_settings.SettingsInvalid as exc:
         db.session.rollback()
         return render("customers/detail.html", "customers/_settings.html", status=422,
@@ -337,11 +341,11 @@ def dns(code: str):
 def test_connection(code: str):
     """Connect, secure and authenticate with the form's values, showing each step."""
     customer = _customer(code)
-    data, confirm = _posted_settings()
+    data, confirmations = _posted_settings()
     data.pop("sending_mode", None)
     error, steps = None, []
     try:
-        steps = customer_settings.test_connection(customer, data, confirm_insecure=confirm)
+        steps = customer_settings.test_connection(customer, data, **confirmations)
     except customer_settings.SettingsInvalid as exc:
         db.session.rollback()
         error = "; ".join(exc.errors.values())

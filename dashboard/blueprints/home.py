@@ -1,9 +1,9 @@
 """Home (every role): the period's figures, a chart, failing customers, queue and worker."""
 from __future__ import annotations
 
-from flask import Blueprint, request
+from flask import Blueprint, current_app, request, send_from_directory
 
-from ..auth import roles
+from ..auth import public, roles
 from ..htmx import render
 from ..services import doctor, overview
 
@@ -32,3 +32,11 @@ def index():
 def banners():
     """The banner strip alone, for htmx refreshes."""
     return render("_banners.html")
+
+
+@bp.route("/favicon.ico")
+@public
+def favicon():
+    """The tab icon, at the address browsers ask for by themselves (an envelope on blue)."""
+    return send_from_directory(current_app.static_folder, "favicon.ico",
+                               mimetype="image/vnd.microsoft.icon", max_age=86400)

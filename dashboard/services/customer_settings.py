@@ -7,6 +7,7 @@ import logging
 import re
 import ssl
 
+from flask import current_app
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
@@ -25,6 +26,7 @@ FIELDS = ("sending_mode", "from_address", "from_name", "smtp_host", "smtp_port",
 SECRET_FIELDS = ("smtp_password",)
 DEFAULT_PORTS = {"ssl": 465, "starttls": 587, "none": 25}
 DEFAULT_TIMEOUT = 30
+PROBE_TIMEOUT = 10  # a connection test gives up sooner than a send: an admin is waiting
 MAX_PEM = 64 * 1024
 HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,253}[A-Za-z0-9])?$|^\[?[0-9A-Fa-f:.]+\]?$")
 TEST_EVENT = "document_sent"
@@ -68,10 +70,22 @@ def snapshot(customer: Customer) -> dict:
     }
 
 
-def validate(customer: Customer, data: dict, *, confirm_insecure: bool = False) -> dict:
+def _server_changed(customer: Customer, final) -> bool:
+    """True when host, port or user name differ from the saved ones: the saved password was
+    given for that server and account only."""
+    host = (final("smtp_host") or "").lower()
+    return (host != (customer.smtp_host or "").lower()
+            or final("smtp_port") != customer.smtp_port
+            or (final("smtp_username") or None) != (customer.smtp_username or None))
+
+
+def validate(customer: Customer, data: dict, *, confirm_insecure: bool = False,
+             confirm_plaintext: bool = False, for_test: bool = False) -> dict:
     """Check submitted fields against the customer's current values; return the clean changes.
 
-    Fields absent from `data` keep their stored value; an empty password keeps the stored one.
+    Fields absent from `data` keep their stored value; an empty password keeps the stored one,
+    but only for the saved host, port and user name. A login over an unencrypted connection
+    needs `confirm_plaintext`: for a connection test always, for a save when it is new.
     Raises SettingsInvalid with every error at once.
     """
     errors: dict[str, str] = {}
@@ -194,6 +208,19 @@ def validate(customer: Customer, data: dict, *, confirm_insecure: bool = False) 
             clean["smtp_port"] = DEFAULT_PORTS.get(final("smtp_security") or "starttls", 587)
         if final("smtp_security") is None:
             clean["smtp_security"] = "starttls"
+        if (auth != "none" and "smtp_password" not in clean and "smtp_password" not in errors
+                and customer.smtp_password_encrypted and _server_changed(customer, final)):
+            # otherwise anyone who can type a host name receives the customer's password
+            errors["smtp_password"] = str(_l(
+                "Type the password again: the server, port or user name differ from the saved "
+                "ones, and the saved password is only ever sent to the saved server."))
+        if (auth != "none" and final("smtp_security") == "none" and not confirm_plaintext
+                and (for_test or not _plaintext_login(customer))
+                and "smtp_security" not in errors):
+            errors["smtp_security"] = str(_l(
+                "With security None the password crosses the network unencrypted: anyone on "
+                "the path can read it. Choose STARTTLS or SSL/TLS, or tick the confirmation "
+                "below to do it anyway."))
     if errors:
         raise SettingsInvalid(errors)
     return clean
@@ -212,8 +239,8 @@ def changed_fields(customer: Customer, clean: dict) -> list[str]:
 
 
 def save(customer: Customer, data: dict, actor: User | None = None, *,
-         confirm_insecure: bool = False, check_dns: bool = True,
-         actor_label: str | None = None,
+         confirm_insecure: bool = False, confirm_plaintext: bool = False,
+         check_dns: bool = True, actor_label: str | None = None,
          intervention: interventions.Request | None = None) -> dict:
     """Validate and store a customer's sending settings, audited before → after, and record
     the change as a configuration intervention (billable or not, with its minutes).
@@ -225,7 +252,8 @@ def save(customer: Customer, data: dict, actor: User | None = None, *,
     errors: dict[str, str] = {}
     clean = None
     try:
-        clean = validate(customer, data, confirm_insecure=confirm_insecure)
+        clean = validate(customer, data, confirm_insecure=confirm_insecure,
+                         confirm_plaintext=confirm_plaintext)
     except SettingsInvalid as exc:
         errors.update(exc.errors)
     mode_after = clean["sending_mode"] if clean else str(
@@ -235,6 +263,7 @@ def save(customer: Customer, data: dict, actor: User | None = None, *,
     errors.update({k: v for k, v in problems.items() if k not in errors})
     if errors:
         raise SettingsInvalid(errors)
+    was_plaintext = _plaintext_login(customer)
     before = snapshot(customer)
     for name, value in clean.items():
         if name == "smtp_password":
@@ -253,6 +282,12 @@ def save(customer: Customer, data: dict, actor: User | None = None, *,
                          note="WARNING: TLS certificate verification turned off for this "
                               "customer's SMTP server (confirmed explicitly)",
                          customer_id=customer.id, actor_label=actor_label)
+        if _plaintext_login(customer) and not was_plaintext:
+            audit.record("customer.smtp_plaintext_auth", actor, "customer", customer.id,
+                         after={"smtp_security": "none", "smtp_auth": customer.smtp_auth},
+                         note="WARNING: this customer's SMTP password is sent unencrypted "
+                              "(security none, confirmed explicitly)",
+                         customer_id=customer.id, actor_label=actor_label)
         connection = {"smtp_host", "smtp_port", "smtp_username", "smtp_password",
                       "sending_mode", "smtp_auth", "smtp_security"}
         if connection & set(new):
@@ -268,14 +303,24 @@ def save(customer: Customer, data: dict, actor: User | None = None, *,
     return {"before": old, "after": new, "dns": dns, "intervention": recorded}
 
 
-def smtp_settings_for(customer: Customer, data: dict | None = None, *,
-                      confirm_insecure: bool = False) -> SmtpSettings:
-    """Connection settings from the customer's stored values with `data` (unsaved form) on top.
+def _plaintext_login(customer: Customer) -> bool:
+    """True when the customer's saved server is reached unencrypted with a login."""
+    return (customer.sending_mode == "customer_smtp" and customer.smtp_security == "none"
+            and (customer.smtp_auth or "none") != "none" and bool(customer.smtp_username))
 
-    The password is the typed one, else the stored one (decrypted in memory only).
+
+def smtp_settings_for(customer: Customer, data: dict | None = None, *,
+                      confirm_insecure: bool = False, confirm_plaintext: bool = False,
+                      timeout: float | None = None) -> SmtpSettings:
+    """Connection settings for a connection test: the customer's stored values with `data`
+    (the unsaved form) on top, validated as for a test.
+
+    The password is the typed one, else the stored one (decrypted in memory only), which is
+    only used for the saved host, port and user name. `timeout` caps the customer's own.
     """
     clean = validate(customer, {**(data or {}), "sending_mode": "customer_smtp"},
-                     confirm_insecure=confirm_insecure) if data else {}
+                     confirm_insecure=confirm_insecure, confirm_plaintext=confirm_plaintext,
+                     for_test=True)
 
     def final(name: str):
         return clean[name] if name in clean else getattr(customer, name)
@@ -291,7 +336,7 @@ def smtp_settings_for(customer: Customer, data: dict | None = None, *,
         auth=final("smtp_auth") or "none",
         username=final("smtp_username"),
         password=password,
-        timeout=float(final("smtp_timeout") or DEFAULT_TIMEOUT),
+        timeout=min(float(final("smtp_timeout") or DEFAULT_TIMEOUT), timeout or 1e9),
         verify=bool(final("smtp_verify_tls") if final("smtp_verify_tls") is not None else True),
         ca_pem=final("smtp_ca_pem"),
         name=f"customer {customer.code}",
@@ -299,15 +344,60 @@ def smtp_settings_for(customer: Customer, data: dict | None = None, *,
 
 
 def test_connection(customer: Customer, data: dict | None = None, *,
-                    confirm_insecure: bool = False) -> list[ProbeStep]:
-    """Connect, secure and authenticate step by step (no mail sent); never raises for the
-    server's answers. Invalid fields raise SettingsInvalid; an undecryptable password raises
-    CredentialsError."""
-    settings = smtp_settings_for(customer, data, confirm_insecure=confirm_insecure)
+                    confirm_insecure: bool = False, confirm_plaintext: bool = False
+                    ) -> list[ProbeStep]:
+    """Connect, secure and authenticate step by step (no mail sent), giving up after
+    POSTINO_SMTP_TEST_TIMEOUT seconds per step; never raises for the server's answers, and
+    each step carries `explanation`, a sentence in the reader's language. Invalid fields raise
+    SettingsInvalid; an undecryptable password raises CredentialsError."""
+    limit = float(current_app.config.get("POSTINO_SMTP_TEST_TIMEOUT") or PROBE_TIMEOUT)
+    settings = smtp_settings_for(customer, data, confirm_insecure=confirm_insecure,
+                                 confirm_plaintext=confirm_plaintext, timeout=limit)
     steps = probe(settings)
+    for step in steps:
+        step.explanation = explain(step)
     log.info("connection test for customer %s: %s", customer.code,
-             ", ".join(f"{s.name}={'ok' if s.ok else 'failed'}" for s in steps))
+             ", ".join(f"{s.name}={'ok' if s.ok else s.reason or 'failed'}" for s in steps))
     return steps
+
+
+# Each reason a connection test step can give, as a sentence for the admin.
+_REASONS = {
+    "timeout": lambda p: _l("No answer from %(where)s in %(seconds)d s: the server is down, "
+                            "the port is wrong, or a firewall drops the connection.", **p),
+    "refused": lambda p: _l("%(where)s refused the connection: nothing listens on that port.",
+                            **p),
+    "dns": lambda p: _l("The name %(host)s cannot be found: check the spelling of the "
+                        "server.", **p),
+    "tls_untrusted": lambda p: _l("The server's TLS certificate is not trusted (%(reason)s): "
+                                  "check the server name, or paste the certificate of its "
+                                  "private CA below.", **p),
+    "tls_error": lambda p: _l("The encrypted connection to %(where)s failed (%(reason)s): check "
+                              "that the port matches the security (465: SSL/TLS, 587: "
+                              "STARTTLS).", **p),
+    "closed": lambda p: _l("%(where)s closed the connection without answering.", **p),
+    "greeting": lambda p: _l("The server refused to talk to us (%(code)s): it may not accept "
+                             "connections from our address.", **p),
+    "unexpected_reply": lambda p: _l("The server answered something unexpected (%(code)s).",
+                                     **p),
+    "no_starttls": lambda p: _l("The server does not offer STARTTLS on %(where)s: choose "
+                                "SSL/TLS (usually port 465), or check the port.", **p),
+    "no_auth": lambda p: _l("The server does not offer authentication on this connection: it "
+                            "may accept a login only after STARTTLS, or need none at all."),
+    "auth_refused": lambda p: _l("The server refused the user name or the password "
+                                 "(%(code)s).", **p),
+    "tls_unverified": lambda p: _l("Encrypted, but the certificate was not verified: anyone "
+                                   "on the path could pose as the server."),
+    "plaintext": lambda p: _l("Logged in, but the password crossed the network "
+                              "unencrypted."),
+    "unexpected": lambda p: _l("Unexpected error with %(where)s: %(error)s", **p),
+}
+
+
+def explain(step: ProbeStep) -> str | None:
+    """A step's reason as a sentence in the reader's language (None when it has none)."""
+    text = _REASONS.get(step.reason or "")
+    return str(text(step.params)) if text else None
 
 
 def send_test(customer: Customer, to: str, actor: User | None = None) -> Message:

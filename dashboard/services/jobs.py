@@ -6,9 +6,10 @@ import os
 import socket
 import threading
 from contextlib import contextmanager
-from datetime import UTC
+from datetime import UTC, timedelta
 
-from sqlalchemy import func, select
+from flask import current_app
+from sqlalchemy import func, select, update
 
 from ..extensions import db
 from ..models import JobRun, utcnow
@@ -21,30 +22,111 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def heartbeat_seconds() -> float:
+    """How often a running job records that it is alive (POSTINO_JOB_HEARTBEAT_SECONDS)."""
+    return float(current_app.config.get("POSTINO_JOB_HEARTBEAT_SECONDS") or 10)
+
+
+def stale_after() -> timedelta:
+    """A running job silent for this long has lost its worker (six missed heartbeats)."""
+    return timedelta(seconds=6 * heartbeat_seconds())
+
+
+class _Heartbeat:
+    """A thread that stamps a running job's heartbeat_at every few seconds, on a connection
+    of its own, until the job ends. A killed process or a lost database stops it, which is
+    how the run is later found abandoned."""
+
+    def __init__(self, app, run_id: int, seconds: float):
+        self.app, self.run_id, self.seconds = app, run_id, seconds
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name=f"heartbeat-{run_id}",
+                                       daemon=True)
+
+    def _beat(self) -> None:
+        with self.app.app_context():
+            while not self.stop_event.wait(self.seconds):
+                try:
+                    with db.engine.begin() as connection:
+                        connection.execute(
+                            update(JobRun).where(JobRun.id == self.run_id,
+                                                 JobRun.status == "running")
+                            .values(heartbeat_at=utcnow()))
+                except Exception as exc:  # the database is away: the next beat tries again
+                    log.warning("job run %s: heartbeat not recorded: %s", self.run_id,
+                                str(exc).splitlines()[0][:200])
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop_event.set()
+        self.thread.join(self.seconds + 5)
+        return False
+
+
+def abandon_stale(now=None) -> int:
+    """Mark running jobs whose heartbeat stopped as abandoned (their worker crashed, was
+    killed, or lost the database mid-run); returns how many. Called when any job starts,
+    by the health check and when a worker starts."""
+    now = now or utcnow()
+    cutoff = now - stale_after()
+    abandoned = 0
+    for run in db.session.scalars(select(JobRun).where(JobRun.status == "running")):
+        last = run.heartbeat_at or run.started_at
+        if last.tzinfo is None:
+            last = last.replace(tzinfo=UTC)
+        if last >= cutoff:
+            continue
+        run.status = "abandoned"
+        run.finished_at = last
+        run.error = (f"abandoned: its worker {run.worker or '?'} stopped beating at "
+                     f"{last:%Y-%m-%d %H:%M:%S} UTC (killed, crashed or cut off from the "
+                     "database) while the job ran")
+        abandoned += 1
+        log.warning("job run %s (%s on %s) abandoned: no heartbeat since %s", run.id, run.job,
+                    run.worker, last.isoformat())
+    db.session.commit()
+    return abandoned
+
+
 @contextmanager
 def recorded(job: str, requested_by_id: int | None = None, params: dict | None = None):
-    """Record a job run around a block; the block fills `run.counts` (and may set progress)."""
+    """Record a job run around a block; the block fills `run.counts` (and may set progress).
+
+    While the block runs, a heartbeat thread stamps the run; runs of other workers that
+    stopped beating are marked abandoned first. If the run's end cannot be recorded (the
+    database went away), it stays "running" until its missing heartbeat gives it away.
+    """
+    abandon_stale()
+    now = utcnow()
     run = JobRun(job=job, status="running", worker=worker_name(), params=params,
-                 requested_by_id=requested_by_id)
+                 requested_by_id=requested_by_id, started_at=now, heartbeat_at=now)
     db.session.add(run)
     db.session.commit()
     run_id = run.id
-    try:
-        yield run
-    except Exception as exc:
-        db.session.rollback()
-        run = db.session.get(JobRun, run_id)
-        run.status = "error"
-        run.error = f"{type(exc).__name__}: {exc}"[:2000]
-        run.finished_at = utcnow()
-        db.session.commit()
-        log.exception("job %s failed", job)
-        raise
-    else:
-        run = db.session.get(JobRun, run_id)
-        run.status = "ok"
-        run.finished_at = utcnow()
-        db.session.commit()
+    with _Heartbeat(current_app._get_current_object(), run_id, heartbeat_seconds()):
+        try:
+            yield run
+        except Exception as exc:
+            log.exception("job %s failed", job)
+            try:
+                db.session.rollback()
+                run = db.session.get(JobRun, run_id)
+                run.status = "error"
+                run.error = f"{type(exc).__name__}: {exc}"[:2000]
+                run.finished_at = utcnow()
+                db.session.commit()
+            except Exception as record_error:  # the database is away: keep the job's error
+                log.error("job %s: its failure could not be recorded: %s", job,
+                          str(record_error).splitlines()[0][:200])
+            raise
+        else:
+            run = db.session.get(JobRun, run_id)
+            run.status = "ok"
+            run.finished_at = utcnow()
+            db.session.commit()
 
 
 def last_heartbeat():

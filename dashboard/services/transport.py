@@ -354,11 +354,47 @@ def _quietly_close(smtp: smtplib.SMTP) -> None:
 
 @dataclass
 class ProbeStep:
-    """One step of a connection test: what was tried and what the server said."""
+    """One step of a connection test: what was tried, what the server said (`detail`) and a
+    `reason` code the page turns into a sentence with `params`: why it failed, or what to
+    know about a step that worked (no encryption, certificate not verified)."""
 
     name: str
     ok: bool
     detail: str
+    reason: str | None = None
+    params: dict = field(default_factory=dict)
+
+
+def _problem(exc: BaseException, settings: SmtpSettings) -> tuple[str, dict]:
+    """What went wrong, as a problem code and its parameters (never a credential)."""
+    where = f"{settings.host}:{settings.port}"
+    timeouts = (socket.timeout, TimeoutError)
+    if isinstance(exc, timeouts) or isinstance(exc.__context__, timeouts):
+        # smtplib reports a read timeout as "Connection unexpectedly closed: timed out"
+        return "timeout", {"where": where, "seconds": round(settings.timeout)}
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused", {"where": where}
+    if isinstance(exc, socket.gaierror):
+        return "dns", {"host": settings.host}
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return "tls_untrusted", {"reason": exc.verify_message or str(exc)}
+    if isinstance(exc, ssl.SSLError):
+        return "tls_error", {"where": where, "reason": exc.reason or str(exc)}
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        return "closed", {"where": where}
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return "unexpected_reply", {"code": exc.smtp_code, "reply": _text(exc.smtp_error)}
+    return "unexpected", {"where": where, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _failed(name: str, exc: BaseException, settings: SmtpSettings) -> ProbeStep:
+    """A failed step from the exception that ended it."""
+    reason, params = _problem(exc, settings)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        detail = f"TLS certificate not trusted: {exc.verify_message}"
+    else:
+        detail = _describe(exc, settings)
+    return ProbeStep(name, False, detail, reason, params)
 
 
 def probe(settings: SmtpSettings) -> list[ProbeStep]:
@@ -376,42 +412,57 @@ def probe(settings: SmtpSettings) -> list[ProbeStep]:
             # connect() does not set it: TLS needs it as server_hostname to check the cert
             smtp._host = s.host
             code, banner = smtp.connect(s.host, s.port)
-        except ssl.SSLCertVerificationError as exc:
-            steps.append(ProbeStep("connect", False,
-                                   f"TLS certificate not trusted: {exc.verify_message}"))
-            return steps
         except (OSError, smtplib.SMTPException) as exc:
-            steps.append(ProbeStep("connect", False, _describe(exc, s)))
+            steps.append(_failed("connect", exc, s))
             return steps
-        steps.append(ProbeStep("connect", 200 <= code < 400, f"{code} {_text(banner)}"))
         if not 200 <= code < 400:
+            steps.append(ProbeStep("connect", False, f"{code} {_text(banner)}", "greeting",
+                                   {"code": code}))
             return steps
-        code, reply = smtp.ehlo()
-        steps.append(ProbeStep("ehlo", 200 <= code < 300, f"{code} {_text(reply).splitlines()[0]}"))
+        steps.append(ProbeStep("connect", True, f"{code} {_text(banner)}"))
+        try:
+            code, reply = smtp.ehlo()
+        except (OSError, smtplib.SMTPException) as exc:
+            steps.append(_failed("ehlo", exc, s))
+            return steps
+        ok = 200 <= code < 300
+        steps.append(ProbeStep("ehlo", ok, f"{code} {_text(reply).splitlines()[0]}",
+                               None if ok else "unexpected_reply",
+                               {} if ok else {"code": code, "reply": _text(reply)}))
+        if not ok:
+            return steps
         if s.security == "starttls":
+            if not smtp.has_extn("starttls"):
+                steps.append(ProbeStep("tls", False, "STARTTLS not offered", "no_starttls",
+                                       {"where": f"{s.host}:{s.port}"}))
+                return steps
             try:
                 code, reply = smtp.starttls(context=s.ssl_context())
                 smtp.ehlo()
-                steps.append(ProbeStep("tls", True, f"{code} {_text(reply)}"))
-            except ssl.SSLCertVerificationError as exc:
-                steps.append(ProbeStep("tls", False,
-                                       f"TLS certificate not trusted: {exc.verify_message}"))
-                return steps
+                steps.append(ProbeStep("tls", True, f"{code} {_text(reply)}",
+                                       None if s.verify else "tls_unverified"))
             except (OSError, smtplib.SMTPException) as exc:
-                steps.append(ProbeStep("tls", False, _describe(exc, s)))
+                steps.append(_failed("tls", exc, s))
                 return steps
         elif s.security == "ssl":
             steps.append(ProbeStep("tls", True, "implicit TLS, certificate verified"
-                                   if s.verify else "implicit TLS, verification OFF"))
+                                   if s.verify else "implicit TLS, verification OFF",
+                                   None if s.verify else "tls_unverified"))
         if s.auth != "none" and s.username:
+            if not smtp.has_extn("auth"):
+                steps.append(ProbeStep("auth", False, "AUTH not offered", "no_auth",
+                                       {"security": s.security}))
+                return steps
             try:
                 SmtpTransport(s)._login(smtp)
-                steps.append(ProbeStep("auth", True, "235 authentication succeeded"))
+                steps.append(ProbeStep("auth", True, "235 authentication succeeded",
+                                       "plaintext" if s.security == "none" else None))
             except smtplib.SMTPResponseException as exc:
-                steps.append(ProbeStep("auth", False, f"{exc.smtp_code} {_text(exc.smtp_error)}"))
+                steps.append(ProbeStep("auth", False, f"{exc.smtp_code} {_text(exc.smtp_error)}",
+                                       "auth_refused", {"code": exc.smtp_code}))
                 return steps
             except (OSError, smtplib.SMTPException) as exc:
-                steps.append(ProbeStep("auth", False, _describe(exc, s)))
+                steps.append(_failed("auth", exc, s))
                 return steps
         return steps
     finally:

@@ -7,9 +7,10 @@ document.addEventListener("change", function (event) {
   }
 });
 
-// A form answered 422 carries its errors beside the fields: let htmx swap it like a 200.
+// A form answered 422 carries its errors beside the fields, and a 503 (the database is not
+// answering) says so where the answer was expected: let htmx swap them like a 200.
 document.addEventListener("htmx:beforeSwap", function (event) {
-  if (event.detail.xhr && event.detail.xhr.status === 422) {
+  if (event.detail.xhr && (event.detail.xhr.status === 422 || event.detail.xhr.status === 503)) {
     event.detail.shouldSwap = true;
     event.detail.isError = false;
   }

@@ -1,5 +1,7 @@
 """Browser: an admin moves a customer from standard to customer_smtp, tests the connection
 against a real STARTTLS+AUTH server and saves; support sees the same page read-only."""
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -8,7 +10,15 @@ from dashboard.services import credentials
 from tests.e2e.helpers import log_in
 
 # the modes area's fixtures: a private CA, its server certificate, a STARTTLS+AUTH server
-from tests.modes.conftest import SMTP_PASSWORD, SMTP_USER, ca, ca_pem, server_cert, starttls_server  # noqa: F401
+from tests.modes.conftest import (  # noqa: F401
+    SMTP_PASSWORD,
+    SMTP_USER,
+    ca,
+    ca_pem,
+    server_cert,
+    silent_server,
+    starttls_server,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -62,4 +72,82 @@ def test_admin_switches_to_customer_smtp_tests_the_connection_and_saves(
     expect(main).to_contain_text(f"{starttls_server.host}:{starttls_server.port}")
     expect(main.locator("form")).to_have_count(0)
     expect(main.locator("input, textarea, select, button")).to_have_count(0)
+    context.close()
+
+
+def _customer_smtp_form(page, live_server, customer, host, port, security, auth):
+    """Open a customer's page and fill the customer_smtp fields (password left empty)."""
+    page.goto(f"{live_server}/customers/{customer.code}")
+    page.check("input[name=sending_mode][value=customer_smtp]")
+    page.fill("#f-from_address", "notifiche@cliente.example")
+    page.fill("#f-smtp_host", host)
+    page.fill("#f-smtp_port", str(port))
+    page.select_option("#f-smtp_security", security)
+    page.select_option("#f-smtp_auth", auth)
+
+
+def test_the_connection_test_shows_progress_and_disables_its_button_while_it_runs(
+        app, live_server, page, make_user, make_customer, silent_server):  # noqa: F811
+    """Against a server that never answers: the button is disabled and the progress shown
+    until the test gives up, then the result says so in words."""
+    admin = make_user("admin", language="en")
+    customer, _ = make_customer()
+    app.config["POSTINO_SMTP_TEST_TIMEOUT"] = 3
+    try:
+        log_in(page, live_server, admin.email)
+        _customer_smtp_form(page, live_server, customer, "127.0.0.1", silent_server,
+                            "starttls", "none")
+        button, progress = page.locator("#test-connection"), page.locator("#probe-progress")
+        expect(progress).to_have_css("opacity", "0")
+        button.click()
+        expect(button).to_be_disabled()
+        expect(progress).to_have_class(re.compile(r"\bhtmx-request\b"))
+        expect(progress).to_have_css("opacity", "1")
+        expect(progress).to_contain_text("at most 3 s per step")
+        result = page.locator("#probe-result")
+        expect(result).to_contain_text(f"No answer from 127.0.0.1:{silent_server} in 3 s",
+                                       timeout=10_000)
+        expect(button).to_be_enabled()
+        expect(progress).to_have_css("opacity", "0")
+    finally:
+        app.config["POSTINO_SMTP_TEST_TIMEOUT"] = 10
+
+
+def test_saving_a_login_without_encryption_warns_and_needs_the_confirmation(
+        app, live_server, page, browser, make_user, make_customer):
+    """Security None with a login is not saved until the admin ticks the confirmation; then
+    support reads 'no encryption' instead of 'TLS certificate: verified'."""
+    admin = make_user("admin", language="en")
+    support = make_user("support", language="en")
+    customer, _ = make_customer()
+    log_in(page, live_server, admin.email)
+    _customer_smtp_form(page, live_server, customer, "smtp.cliente.example", 25, "none", "plain")
+    page.fill("#f-smtp_username", SMTP_USER)
+    page.fill("#f-smtp_password", SMTP_PASSWORD)
+    page.fill("#f-minutes", "20")  # a switch to customer_smtp is billable
+    page.click("#save-settings")
+    settings = page.locator("#customer-settings")
+    expect(settings).to_contain_text("Nothing was saved")
+    expect(settings).to_contain_text("the password crosses the network unencrypted")
+    db.session.expire_all()
+    db.session.refresh(customer)
+    assert customer.sending_mode == "standard"
+
+    page.fill("#f-smtp_password", SMTP_PASSWORD)  # never sent back: typed again
+    if not page.input_value("#f-minutes"):  # kept by the refused form, or typed again
+        page.fill("#f-minutes", "20")
+    page.check("#f-confirm_plaintext")
+    page.click("#save-settings")
+    expect(settings).to_contain_text("Sending mode saved")
+    db.session.expire_all()
+    db.session.refresh(customer)
+    assert customer.sending_mode == "customer_smtp" and customer.smtp_security == "none"
+
+    context = browser.new_context()
+    support_page = context.new_page()
+    log_in(support_page, live_server, support.email)
+    support_page.goto(f"{live_server}/customers/{customer.code}")
+    main = support_page.locator("main")
+    expect(main).to_contain_text("no encryption")
+    expect(main).not_to_contain_text("TLS certificate")
     context.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import textwrap
+import threading
 
 import pytest
 import trustme
@@ -127,3 +128,30 @@ def dns_config(app, dns_server):
                       POSTINO_DNS_TIMEOUT=2)
     yield dns_server
     app.config.update(saved)
+
+
+@pytest.fixture
+def silent_server():
+    """A port that accepts connections and never says a word (a hung or firewalled server)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join(2)
+    for conn in held:
+        conn.close()
+    listener.close()

@@ -141,3 +141,22 @@ def test_bad_billing_flags_are_refused_and_nothing_is_saved(runner, make_custome
     db.session.refresh(customer)
     assert customer.sending_mode == "custom_from" and customer.smtp_host is None
     assert db.session.scalar(select(ConfigurationIntervention)) is None
+
+
+def test_customer_settings_needs_confirm_plaintext_for_a_login_without_encryption(
+        runner, make_customer):
+    """Like the page: security none with a login is refused unless --confirm-plaintext."""
+    customer, _ = make_customer()
+    args = ["customer-settings", customer.code, "--mode", "customer_smtp",
+            "--from-address", "notifiche@cliente.example", "--smtp-host", "smtp.cliente.example",
+            "--smtp-port", "25", "--smtp-security", "none", "--smtp-auth", "login",
+            "--smtp-username", "notifiche@cliente.example", "--smtp-password", "Pw-from-cli-1"]
+    refused = runner.invoke(args=args)
+    assert refused.exit_code == 2
+    assert "--smtp-security: With security None the password crosses" in refused.output
+    db.session.refresh(customer)
+    assert customer.sending_mode == "standard"
+    accepted = runner.invoke(args=[*args, "--confirm-plaintext"])
+    assert accepted.exit_code == 0, accepted.output
+    db.session.refresh(customer)
+    assert customer.smtp_security == "none"

@@ -18,7 +18,8 @@ def smtp_customer(make_customer):
     customer_settings.save(customer, {
         "sending_mode": "customer_smtp", "from_address": "a@cliente.example",
         "smtp_host": "127.0.0.1", "smtp_port": "1", "smtp_security": "none",
-        "smtp_auth": "plain", "smtp_username": "a", "smtp_password": PASSWORD})
+        "smtp_auth": "plain", "smtp_username": "a", "smtp_password": PASSWORD},
+        confirm_plaintext=True)
     return customer, key
 
 
@@ -75,7 +76,8 @@ def test_a_wrong_key_is_a_clear_error_in_the_ui_and_the_log_never_a_500(
         app.config["POSTINO_CREDENTIALS_KEY"] = Fernet.generate_key().decode()
         with caplog.at_level(logging.ERROR):
             response = admin_client.post(f"/customers/{customer.code}/test-connection",
-                                         data={"sending_mode": "customer_smtp"},
+                                         data={"sending_mode": "customer_smtp",
+                                               "confirm_plaintext": "1"},
                                          headers={"HX-Request": "true"})
         body = response.get_data(as_text=True)
         assert response.status_code == 422

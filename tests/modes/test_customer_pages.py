@@ -72,11 +72,56 @@ def test_an_empty_password_keeps_the_stored_one(admin_client, make_customer):
     db.session.refresh(customer)
     stored = customer.smtp_password_encrypted
     admin_client.post(f"/customers/{customer.code}",
-                      data={**SMTP_FORM, "smtp_password": "", "smtp_port": "2525"})
+                      data={**SMTP_FORM, "smtp_password": "", "smtp_timeout": "20"})
     db.session.refresh(customer)
-    assert customer.smtp_password_encrypted == stored and customer.smtp_port == 2525
+    assert customer.smtp_password_encrypted == stored and customer.smtp_timeout == 20
     last = audits("customer.sending_mode")[-1]
-    assert last.after == {"smtp_port": 2525} and last.before == {"smtp_port": 587}
+    assert last.after == {"smtp_timeout": 20} and last.before == {"smtp_timeout": 30}
+
+
+def test_another_server_or_user_name_needs_the_password_typed_again(admin_client,
+                                                                   make_customer):
+    """The saved password belongs to the saved server and account: saving another host, port
+    or user name with the password left empty is refused beside the password field."""
+    customer, _ = make_customer()
+    admin_client.post(f"/customers/{customer.code}", data=SMTP_FORM)
+    db.session.refresh(customer)
+    for change in ({"smtp_host": "smtp.attacker.example"}, {"smtp_port": "2525"},
+                   {"smtp_username": "someone-else@cliente.example"}):
+        response = admin_client.post(f"/customers/{customer.code}", headers={"HX-Request": "1"},
+                                     data={**SMTP_FORM, "smtp_password": "", **change})
+        assert response.status_code == 422, change
+        assert "Type the password again" in response.get_data(as_text=True)
+    db.session.refresh(customer)
+    assert (customer.smtp_host, customer.smtp_port) == ("smtp.cliente.example", 587)
+    response = admin_client.post(f"/customers/{customer.code}",
+                                 data={**SMTP_FORM, "smtp_host": "SMTP.Cliente.Example",
+                                       "smtp_password": ""})
+    assert response.status_code == 302  # the same host in capitals is the same server
+
+
+def test_a_login_without_encryption_needs_an_explicit_confirmation(admin_client, make_customer,
+                                                                  support_client):
+    """Security None with a login is refused until confirmed (then audited as a warning); the
+    read-only view says 'no encryption', not 'TLS certificate: verified'."""
+    customer, _ = make_customer()
+    form = {**SMTP_FORM, "smtp_security": "none", "smtp_port": "25"}
+    response = admin_client.post(f"/customers/{customer.code}", data=form,
+                                 headers={"HX-Request": "1"})
+    assert response.status_code == 422
+    assert "password crosses the network unencrypted" in response.get_data(as_text=True)
+    db.session.refresh(customer)
+    assert customer.sending_mode == "standard"
+    response = admin_client.post(f"/customers/{customer.code}",
+                                 data={**form, "confirm_plaintext": "1"})
+    assert response.status_code == 302
+    [warning] = audits("customer.smtp_plaintext_auth")
+    assert "WARNING" in warning.note
+    again = admin_client.post(f"/customers/{customer.code}",
+                              data={**form, "smtp_password": "", "smtp_timeout": "15"})
+    assert again.status_code == 302  # already confirmed: no nagging on every save
+    summary = support_client.get(f"/customers/{customer.code}").get_data(as_text=True)
+    assert "no encryption" in summary and "TLS certificate" not in summary
 
 
 def test_invalid_fields_answer_422_beside_the_fields_and_save_nothing(admin_client,

@@ -22,7 +22,8 @@ ESCAPES = [
 def test_reaching_python_internals_is_refused_with_a_clear_message(source):
     """Attribute tricks and mutation are refused as 'not allowed', naming the part and line."""
     with pytest.raises(render.RenderError) as error:
-        render.render_source({"subject": "s", "html": "\n" + source}, {"data": {}})
+        render.render_source({"subject": "{% accepts data as object %}s", "html": "\n" + source},
+                             {"data": {}})
     assert "not allowed" in error.value.message
     assert error.value.part == "html" and error.value.line == 2
 
@@ -119,3 +120,82 @@ def test_a_data_key_named_like_a_render_argument_is_just_data():
         {"self": "x", "name": "Giulia"},
     )
     assert subject == "Ciao Giulia" and "Giulia" in html
+
+
+MEMORY_BOMBS = {
+    "doubling with ~": "{% set ns = namespace(s='a' * 1000000) %}{% for i in range(9) %}"
+                       "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}",
+    "doubling with +": "{% set ns = namespace(s=['a' * 100000]) %}{% for i in range(20) %}"
+                       "{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s|join|length }}",
+    "printing in a loop": "{% set x = 'a' * 1000000 %}{% for i in range(300) %}{{ x }}"
+                          "{% endfor %}",
+    "a set block": "{% set x = 'a' * 1000000 %}{% set big %}{% for i in range(300) %}{{ x }}"
+                   "{% endfor %}{% endset %}{{ big|length }}",
+    "a macro": "{% macro m() %}{{ 'a' * 1000000 }}{% endmacro %}{% for i in range(300) %}"
+               "{{ m() }}{% endfor %}",
+    "the join filter": "{{ range(300)|join('a' * 1000000)|length }}",
+    "str.join": "{{ ('a' * 1000000).join(['b'] * 300)|length }}",
+    "a printed tuple": "{% set x = 'a' * 1000000 %}{{ (x, x, x) }}",
+    "indent": "{{ ('a\\n' * 500000)|indent(9999, true)|length }}",
+    "expandtabs": "{{ ('\\t' * 1000000).expandtabs(1000)|length }}",
+    "tojson of a nested list": "{% set x = ['a' * 600000] %}{{ [x, x, x, x]|tojson|length }}",
+}
+
+
+@pytest.mark.parametrize("source", MEMORY_BOMBS.values(), ids=MEMORY_BOMBS.keys())
+def test_growing_text_is_stopped_at_the_size_cap_before_it_eats_memory(source):
+    """Loops are bounded in time, and now output and intermediate strings in size: each
+    attempt stops with 'too large' within a few megabytes (a 512 MB string was built)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(render.RenderError) as error:
+            render.render_source({"subject": "s", "html": source}, {})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "too large" in error.value.message
+    assert error.value.part == "html"
+    assert peak < 32 * 1024 * 1024, f"{peak / 1e6:.0f} MB"
+
+
+def test_templates_under_the_cap_still_use_the_same_tools():
+    """Loops, joins, concatenation, filters with the environment (wordwrap) keep working."""
+    source = ("{% set ns = namespace(s='') %}{% for i in range(200) %}{% set ns.s = ns.s ~ i %}"
+              "{% endfor %}{{ ns.s|length }}|{{ range(5)|join(',') }}|{{ 'ab cd'|wordwrap(2) }}"
+              "|{{ ('x' + 'y') * 3 }}|{{ 'a\\nb'|indent(2, true) }}")
+    html = render.render_source({"subject": "s", "html": source}, {})[1]
+    assert "490|0,1,2,3,4|ab\ncd|xyxyxy|  a\n  b" in html
+
+
+def test_the_api_refuses_data_that_would_render_too_large(app, make_customer, api_post, admin):
+    """A saved template that repeats a variable renders fine with the sample, but a huge value
+    would make a huge email: 422 template_error saying so, nothing stored."""
+    from sqlalchemy import func, select
+
+    from dashboard.extensions import db
+    from dashboard.models import Message
+    from dashboard.notifications import CATALOG
+    from dashboard.services import templates
+
+    customer, key = make_customer()
+    templates.save(customer, "order_closed", "it", {
+        "subject": "Ordine {{ order_number }}",
+        "html": "{% for i in range(1000) %}<p>{{ customer_name }}</p>{% endfor %}"}, admin)
+    data = {**CATALOG["order_closed"]["sample"], "customer_name": "Bar " * 1000}
+    response = api_post(key, {"event": "order_closed", "to": "a@example.com", "data": data})
+    assert response.status_code == 422
+    assert response.json["error"]["code"] == "template_error"
+    assert "too large" in response.json["error"]["message"]
+    assert db.session.scalar(select(func.count(Message.id))) == 0
+
+
+def test_the_editor_preview_says_a_template_is_too_large(admin_client, make_customer):
+    """The preview shows the size error like any other, with its part."""
+    customer, _ = make_customer()
+    body = admin_client.post(
+        f"/templates/{customer.code}/order_closed/it/preview", headers={"HX-Request": "true"},
+        data={"subject": "s", "html": MEMORY_BOMBS["doubling with ~"], "text": "",
+              "sample": ""}).get_data(as_text=True)
+    assert "too large to render" in body and "2,000,000 characters" in body

@@ -29,10 +29,38 @@ def test_the_same_idempotency_key_returns_the_first_answer_and_creates_nothing(m
     first = api_post(key, _body(), **{"Idempotency-Key": "order-1-closed"})
     assert first.status_code == 202
     before = counts()
-    again = api_post(key, _body(to="someone-else@example.com"),
-                     **{"Idempotency-Key": "order-1-closed"})
+    again = api_post(key, _body(), **{"Idempotency-Key": "order-1-closed"})
     assert again.status_code == 202 and again.json == first.json
     assert counts() == before
+
+
+def test_a_retry_spelled_differently_is_still_the_same_request(make_customer, api_post):
+    """The body is compared as JSON: other key order or spacing is the same request."""
+    _, key = make_customer()
+    first = api_post(key, _body(), **{"Idempotency-Key": "k-spelling"})
+    before = counts()
+    respelled = json.dumps(dict(reversed(list(_body().items()))), indent=2)
+    again = api_post(key, respelled, **{"Idempotency-Key": "k-spelling",
+                                        "Content-Type": "application/json"})
+    assert again.status_code == 202 and again.json == first.json
+    assert counts() == before
+
+
+def test_an_idempotency_key_reused_for_another_body_is_refused(make_customer, api_post):
+    """Another request under a used key is not answered with the first one's result (that
+    would silently drop it): 422 naming the header, and nothing is stored."""
+    _, key = make_customer()
+    first = api_post(key, _body(), **{"Idempotency-Key": "order-1-closed"})
+    before = counts()
+    again = api_post(key, _body(to="someone-else@example.com"),
+                     **{"Idempotency-Key": "order-1-closed"})
+    assert again.status_code == 422
+    error = again.json["error"]
+    assert error["code"] == "idempotency_key_reused"
+    assert error["field"] == "Idempotency-Key"
+    assert "already used for another request" in error["message"]
+    assert counts() == before
+    assert api_post(key, _body(), **{"Idempotency-Key": "order-1-closed"}).json == first.json
 
 
 def test_the_same_key_from_another_customer_is_independent(make_customer, api_post):
