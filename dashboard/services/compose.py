@@ -13,6 +13,7 @@ from functools import lru_cache
 
 from ..addresses import check_header_value, header_address, parse_sender
 from ..models import Message, utcnow
+from . import dkim_keys
 
 
 def build(message: Message, attachments=None, open_tracking: bool = False) -> EmailMessage:
@@ -158,10 +159,12 @@ def _sender(from_header: str) -> tuple[str, str]:
 
 
 def build_bytes(message: Message, attachments=None, open_tracking: bool = False) -> bytes:
-    """The message as SMTP-ready bytes (CRLF): what `build` makes, written directly."""
+    """The message as SMTP-ready bytes (CRLF): what `build` makes, written directly, then
+    DKIM-signed when a verified key covers its From domain (services.dkim_keys)."""
     name, sender = _sender(message.from_header or "")
     if not (sender.isascii() and message.recipient.isascii()):
-        return build(message, attachments, open_tracking).as_bytes(policy=email.policy.SMTP)
+        data = build(message, attachments, open_tracking).as_bytes(policy=email.policy.SMTP)
+        return dkim_keys.sign(message.customer_id, sender, data)
     files = attachments if attachments is not None else message.attachments
     head = [
         _address_header("From", name, sender),
@@ -180,4 +183,4 @@ def build_bytes(message: Message, attachments=None, open_tracking: bool = False)
         body = _multipart("alternative", [body, _html_part(message, open_tracking)])
     if files:
         body = _multipart("mixed", [body, *(_attachment_part(f) for f in files)])
-    return b"".join(head) + body
+    return dkim_keys.sign(message.customer_id, sender, b"".join(head) + body)
