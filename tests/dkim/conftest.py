@@ -25,10 +25,12 @@ class EditableZone(BaseResolver):
         self.lock = threading.Lock()
 
     def set(self, name: str, *values: str | list[str]) -> None:
-        """Publish TXT records at `name` (a str is one string, a list several)."""
+        """Publish TXT records at `name`: a list is the record's strings; a str is split in
+        255-byte strings, as a DNS panel does with a long value."""
         with self.lock:
             self.records[name.lower().rstrip(".")] = [
-                [value] if isinstance(value, str) else list(value) for value in values]
+                [value[i:i + 255] for i in range(0, len(value), 255)] or [""]
+                if isinstance(value, str) else list(value) for value in values]
 
     def remove(self, name: str) -> None:
         """Unpublish every record at `name`."""
@@ -87,10 +89,10 @@ def _fresh_signing_table(app):
     dkim_keys.invalidate()
 
 
-def publish(zone: EditableZone, key, split: bool = True) -> None:
-    """Publish every record of `key` as the customer would (255-byte strings by default)."""
+def publish(zone: EditableZone, key) -> None:
+    """Publish every record of `key` as the page shows it (its 255-byte strings)."""
     for record in dkim_keys.records(key):
-        zone.set(record.name, record.strings if split else record.value)
+        zone.set(record.name, record.strings)
 
 
 def dnsfunc_for(zone: EditableZone):
