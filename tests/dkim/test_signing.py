@@ -24,7 +24,7 @@ def _document(customer, to="buyer@example.com", **data):
     files = [{"filename": "listino è.pdf", "content_type": "application/pdf",
               "content": base64.b64encode(PDF).decode()},
              {"filename": "note.txt", "content_type": "text/plain",
-              "content": base64.b64encode("righe\r\ncon spazi   finali   \r\n".encode()).decode()}]
+              "content": base64.b64encode(b"righe\r\ncon spazi   finali   \r\n").decode()}]
     [message] = messages.enqueue(customer, "document_sent", to, reference="DOC-1",
                                  data=sample, attachments=files)
     return message
