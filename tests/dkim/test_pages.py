@@ -150,7 +150,7 @@ def test_the_section_speaks_italian(app, make_user, login, customer, zone):
     publish(zone, key)
     body = client.post(f"/dkim/keys/{key.id}/check", headers=HX).get_data(as_text=True)
     assert "Il DMARC passerà grazie al DKIM" in body
-    assert "Copia" in body and "Verifica DNS" in body
+    assert "Copia" in body and "Controlla DNS" in body
 
 
 def test_the_dns_check_of_the_customer_mentions_its_dkim_key(admin_client, customer, zone,  # noqa: F811
