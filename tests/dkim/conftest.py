@@ -11,6 +11,7 @@ from dnslib import QTYPE, RCODE, RR, TXT
 from dnslib.server import BaseResolver, DNSLogger, DNSServer
 
 from dashboard.services import dkim_keys
+from tests.english import *  # noqa: F403 - services and clients speak English here
 
 from ..conftest import free_port
 

@@ -7,7 +7,6 @@ from dashboard.models import Message
 from dashboard.notifications import CATALOG
 from dashboard.services import dkim_keys, dns_check, doctor, messages
 from dashboard.services.sweep import sweep
-from tests.english import english  # noqa: F401 - the doctor speaks English here
 
 from .conftest import CUSTOMER_DOMAIN, publish
 
@@ -33,7 +32,7 @@ def _notify(customer, to="anna@example.com"):
 
 def _spam(app, address: str):
     """The doctor's cause (b) for an address, inside a request (so actions carry URLs)."""
-    with app.test_request_context():
+    with app.test_request_context(headers={"Accept-Language": "en"}):
         return doctor.diagnose(address).verdict("spam")
 
 

@@ -8,7 +8,6 @@ import pytest
 from dashboard.extensions import db
 from dashboard.models import DkimKey
 from dashboard.services import credentials, dkim_keys
-from tests.english import admin_client, support_client  # noqa: F401 - English clients
 
 from .conftest import CUSTOMER_DOMAIN, publish
 
@@ -23,7 +22,7 @@ def customer(make_customer):
     return customer
 
 
-def test_an_admin_generates_a_key_and_sees_the_record_to_publish(admin_client, customer):  # noqa: F811
+def test_an_admin_generates_a_key_and_sees_the_record_to_publish(admin_client, customer):
     """Name, TXT value, its 255-byte strings and copy buttons; never the private key."""
     response = admin_client.post(f"/dkim/customers/{customer.code}/keys",
                                  data={"selector": "", "ed25519": "1"}, headers=HX)
@@ -42,7 +41,7 @@ def test_an_admin_generates_a_key_and_sees_the_record_to_publish(admin_client, c
     assert credentials.decrypt(key.ed25519_private_encrypted) not in body
 
 
-def test_the_customer_page_shows_the_section_and_support_only_reads(admin_client, support_client,  # noqa: F811
+def test_the_customer_page_shows_the_section_and_support_only_reads(admin_client, support_client,
                                                                    customer):
     """Support sees the record to send the customer, without any button that acts."""
     key = dkim_keys.generate(customer)
@@ -55,7 +54,7 @@ def test_the_customer_page_shows_the_section_and_support_only_reads(admin_client
     assert denied.status_code == 403
 
 
-def test_an_invalid_selector_comes_back_beside_the_field(admin_client, customer):  # noqa: F811
+def test_an_invalid_selector_comes_back_beside_the_field(admin_client, customer):
     """422, the error next to the field, the typed value kept, nothing stored."""
     response = admin_client.post(f"/dkim/customers/{customer.code}/keys",
                                  data={"selector": "Not valid!"}, headers=HX)
@@ -65,7 +64,7 @@ def test_an_invalid_selector_comes_back_beside_the_field(admin_client, customer)
     assert db.session.query(DkimKey).count() == 0
 
 
-def test_check_dns_verifies_and_says_dmarc_will_pass(admin_client, customer, zone):  # noqa: F811
+def test_check_dns_verifies_and_says_dmarc_will_pass(admin_client, customer, zone):
     """The button looks the record up now: verified, signing, and the verdict in words."""
     zone.set(f"_dmarc.{CUSTOMER_DOMAIN}", "v=DMARC1; p=reject")
     key = dkim_keys.generate(customer)
@@ -79,7 +78,7 @@ def test_check_dns_verifies_and_says_dmarc_will_pass(admin_client, customer, zon
     assert key.verified_at is not None
 
 
-def test_the_rotation_in_the_page(admin_client, customer, zone):  # noqa: F811
+def test_the_rotation_in_the_page(admin_client, customer, zone):
     """Prepare, switch (an unverified key asks to confirm), then retire the previous key."""
     old = dkim_keys.generate(customer, selector="old")
     publish(zone, old)
@@ -103,7 +102,7 @@ def test_the_rotation_in_the_page(admin_client, customer, zone):  # noqa: F811
     assert old.state == "retired" and old.rsa_private_encrypted is None
 
 
-def test_force_signing_asks_for_a_confirmation_in_the_page(admin_client, customer):  # noqa: F811
+def test_force_signing_asks_for_a_confirmation_in_the_page(admin_client, customer):
     """The force button carries a confirmation; pressing it forces (audited in the service)."""
     key = dkim_keys.generate(customer)
     page = admin_client.get(f"/customers/{customer.code}").get_data(as_text=True)
@@ -113,7 +112,7 @@ def test_force_signing_asks_for_a_confirmation_in_the_page(admin_client, custome
     assert "Stop forcing" in body and "forced by an administrator" in body
 
 
-def test_without_htmx_an_action_returns_to_the_page_with_a_message(admin_client, customer):  # noqa: F811
+def test_without_htmx_an_action_returns_to_the_page_with_a_message(admin_client, customer):
     """A plain form post (no JavaScript) redirects to the section with the outcome flashed."""
     response = admin_client.post(f"/dkim/customers/{customer.code}/keys", data={"selector": ""})
     assert response.status_code == 302
@@ -121,7 +120,7 @@ def test_without_htmx_an_action_returns_to_the_page_with_a_message(admin_client,
     assert db.session.query(DkimKey).count() == 1
 
 
-def test_a_customer_without_a_from_address_is_told_to_set_one(admin_client, make_customer):  # noqa: F811
+def test_a_customer_without_a_from_address_is_told_to_set_one(admin_client, make_customer):
     """No From address: no generate form, the reason instead."""
     customer, _ = make_customer()
     page = admin_client.get(f"/customers/{customer.code}").get_data(as_text=True)
@@ -129,7 +128,7 @@ def test_a_customer_without_a_from_address_is_told_to_set_one(admin_client, make
     assert "Generate DKIM key" not in page
 
 
-def test_settings_has_our_own_senders_keys(admin_client, zone):  # noqa: F811
+def test_settings_has_our_own_senders_keys(admin_client, zone):
     """Settings: a key for our sender's domain, with its record; a foreign domain refused."""
     page = admin_client.get("/settings/").get_data(as_text=True)
     assert "DKIM signing of our senders" in page and "postino.example.com" in page
@@ -153,7 +152,7 @@ def test_the_section_speaks_italian(app, make_user, login, customer, zone):
     assert "Copia" in body and "Controlla DNS" in body
 
 
-def test_the_dns_check_of_the_customer_mentions_its_dkim_key(admin_client, customer, zone,  # noqa: F811
+def test_the_dns_check_of_the_customer_mentions_its_dkim_key(admin_client, customer, zone,
                                                              monkeypatch, app):
     """Check DNS of the settings form: the DKIM line, and the DKIM section refreshes itself."""
     monkeypatch.setitem(app.config, "POSTINO_RELAY_IPS", "192.0.2.25")
