@@ -39,6 +39,7 @@ from dkim.canonicalization import CanonicalizationPolicy
 from flask import current_app, has_app_context
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from ..addresses import parse_sender
 from ..extensions import db
@@ -222,7 +223,7 @@ def generate(customer: Customer | None, actor: User | None = None, *, domain: st
         raise ServiceError(str(_l("The selector %(selector)s is already used on %(domain)s: "
                                   "choose another one.", selector=selector, domain=target)),
                            "selector")
-    owned = [k for k in keys_of(customer, target, include_retired=False)]
+    owned = keys_of(customer, target, include_retired=False)
     if any(k.state == "prepared" for k in owned):
         raise ServiceError(str(_l("A prepared key is already waiting: switch to it or "
                                   "discard it first.")), "selector")
@@ -249,7 +250,13 @@ def generate(customer: Customer | None, actor: User | None = None, *, domain: st
             serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
             serialization.NoEncryption())))
     db.session.add(key)
-    db.session.flush()
+    try:
+        db.session.flush()
+    except IntegrityError:  # another admin took the selector a moment ago
+        db.session.rollback()
+        raise ServiceError(str(_l("The selector %(selector)s is already used on %(domain)s: "
+                                  "choose another one.", selector=selector, domain=target)),
+                           "selector") from None
     audit.record("dkim.generate", actor, "dkim_key", key.id,
                  after={**_owner_label(key), "state": key.state,
                         "algorithms": [a for a, _s, _p in _halves(key)]},
@@ -349,11 +356,13 @@ def summary(key: DkimKey) -> dict:
 
 
 def check_customer_keys(customer: Customer, actor: User | None = None) -> dict | None:
-    """Check every live key of a customer (not committed); the summary of the key that signs
-    (the active one of its current From domain), None when it has none."""
+    """Check a customer's active and prepared keys (not committed); the summary of the key
+    that signs (the active one of its current From domain), None when it has none."""
     domain = domain_of(customer.from_address)
     signing = None
     for key in keys_of(customer, include_retired=False):
+        if key.state not in ("active", "prepared"):
+            continue
         check(key, actor, commit=False)
         if key.state == "active" and key.domain == domain:
             signing = summary(key)
@@ -568,7 +577,13 @@ def sign(customer_id: int | None, from_address: str, data: bytes) -> bytes:
     if domain is None or not has_app_context():  # no app, no key store (pure compose tests)
         return data
     keys = signing_keys(customer_id, domain)
-    return sign_bytes(data, keys) if keys else data
+    if not keys:
+        return data
+    try:
+        return sign_bytes(data, keys)
+    except Exception:  # noqa: BLE001 - a signing bug must never stop the mail: it goes unsigned
+        log.exception("DKIM signing of a message From %s failed: sent unsigned", domain)
+        return data
 
 
 def sign_bytes(data: bytes, keys: list[SigningKey], now: int | None = None) -> bytes:

@@ -220,3 +220,14 @@ def test_private_keys_are_encrypted_at_rest_and_never_logged_or_audited(custom_f
     audited = " ".join(str((e.before, e.after, e.note)) for e in db.session.query(AuditEntry))
     for secret in secrets:
         assert secret not in caplog.text and secret not in audited
+
+
+def test_a_signing_failure_never_stops_the_mail(custom_from, verified_key, monkeypatch, caplog):
+    """Whatever goes wrong while signing, the message is built (unsigned) and the log says so."""
+    def broken(data, keys, now=None):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(dkim_keys, "sign_bytes", broken)
+    data = compose.build_bytes(_document(custom_from))
+    assert data.startswith(b"From: ") and b"DKIM-Signature" not in data
+    assert f"DKIM signing of a message From {CUSTOMER_DOMAIN} failed" in caplog.text
