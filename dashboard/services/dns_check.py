@@ -349,9 +349,6 @@ def evaluate_dmarc(lookup: Lookup, domain: str, bounce_domain: str) -> dict:
 
 # -- DKIM (RFC 6376 §3.6) -------------------------------------------------------------------
 
-DKIM_STATUSES = ("match", "missing", "differs", "dns_error")
-
-
 def evaluate_dkim(lookup: Lookup, name: str, algorithm: str, public: str) -> dict:
     """The DKIM key record at `name` (<selector>._domainkey.<domain>) against our public key.
 
