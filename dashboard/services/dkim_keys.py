@@ -35,7 +35,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from dkim import rfc822_parse, select_headers
-from dkim.canonicalization import CanonicalizationPolicy
+from dkim.canonicalization import (
+    CanonicalizationPolicy,
+    correct_empty_body,
+    strip_trailing_lines,
+)
 from flask import current_app, has_app_context
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
@@ -60,6 +64,7 @@ ALGORITHMS = {"rsa": b"rsa-sha256", "ed25519": b"ed25519-sha256"}
 SIGNED_HEADERS = (b"from", b"to", b"subject", b"date", b"message-id", b"mime-version",
                   b"content-type", b"list-unsubscribe", b"list-unsubscribe-post")
 _RELAXED = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
+_SPACES = re.compile(rb"  +")
 
 
 # -- names and records ------------------------------------------------------------------------
@@ -586,18 +591,28 @@ def sign(customer_id: int | None, from_address: str, data: bytes) -> bytes:
         return data
 
 
+def canonical_body(body: bytes) -> bytes:
+    """The relaxed body canonicalisation (RFC 6376 §3.4.4): the very bytes of dkimpy's
+    `Relaxed.canonicalize_body` (a test compares them), without its three regular expressions
+    over the whole body, which cost ~1.4 ms on a 30 KB message: tabs become spaces, runs of
+    spaces one space, a space before a line end goes, empty lines at the end go."""
+    if body.count(b"\n") != body.count(b"\r\n"):  # bare LFs: lines as a verifier reads them
+        body = b"\r\n".join(re.split(b"\r?\n", body))
+    body = _SPACES.sub(b" ", body.replace(b"\t", b" ")).replace(b" \r\n", b"\r\n")
+    return correct_empty_body(strip_trailing_lines(body))
+
+
 def sign_bytes(data: bytes, keys: list[SigningKey], now: int | None = None) -> bytes:
     """Prepend one DKIM-Signature per key to a CRLF message (RFC 6376 §5; Ed25519 RFC 8463)."""
     end = data.find(b"\r\n\r\n")
     if end < 0:
         raise ValueError("a message needs a blank line between its header and its body")
     headers, _ = rfc822_parse(data[:end + 4])
-    canonical = _RELAXED.canonicalize_headers(headers)
-    present = {name for name, _value in canonical}
+    present = {name.lower() for name, _value in headers}
     names = [name for name in SIGNED_HEADERS if name in present] + [b"from"]
-    hashed = b"".join(name + b":" + value for name, value in select_headers(canonical, names))
-    body_hash = base64.b64encode(hashlib.sha256(
-        _RELAXED.canonicalize_body(data[end + 4:])).digest())
+    selected = _RELAXED.canonicalize_headers(select_headers(headers, names))
+    hashed = b"".join(name + b":" + value for name, value in selected)
+    body_hash = base64.b64encode(hashlib.sha256(canonical_body(data[end + 4:])).digest())
     stamp = str(int(time.time()) if now is None else now).encode("ascii")
     out = []
     for key in keys:
