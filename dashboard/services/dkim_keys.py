@@ -16,9 +16,12 @@ second key is `prepared` and published, then switched to; the old one becomes `p
 and stays (its record still published) until an admin retires it. Every action is audited.
 
 Signing happens when compose builds the message bytes (`sign`), relaxed/relaxed, with
-dkimpy's canonicalisation and OpenSSL (cryptography) for the signature itself: dkimpy's own
-RSA is pure Python and costs ~9 ms a signature, OpenSSL's ~0.8 ms. Which keys sign comes
-from a small table read every few seconds per process; parsed private keys are cached.
+dkimpy's header canonicalisation and OpenSSL (cryptography) for the signature itself:
+dkimpy's own RSA is pure Python and costs ~9 ms a signature, OpenSSL's ~0.8 ms. The body
+canonicalisation and the header split are ours, ~30 times faster than dkimpy's on a message
+with a file (tests compare them with dkimpy's and verify every signature with dkimpy). Which
+keys sign comes from a small table read every few seconds per process; parsed private keys
+are cached.
 """
 from __future__ import annotations
 
@@ -34,7 +37,6 @@ from datetime import UTC, datetime
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from dkim import rfc822_parse, select_headers
 from dkim.canonicalization import (
     CanonicalizationPolicy,
     correct_empty_body,
@@ -602,15 +604,35 @@ def canonical_body(body: bytes) -> bytes:
     return correct_empty_body(strip_trailing_lines(body))
 
 
+def _header_fields(head: bytes) -> list[tuple[bytes, bytes]]:
+    """(name, value) of each header field of a CRLF header block, a folded field's lines
+    kept in its value: what dkimpy's rfc822_parse gives, for the one header we built."""
+    fields: list[list[bytes]] = []
+    for line in head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1][1] += line + b"\r\n"
+        else:
+            name, colon, value = line.partition(b":")
+            if not colon:
+                raise ValueError(f"not a header field: {line[:40]!r}")
+            fields.append([name, value + b"\r\n"])
+    return [(name, value) for name, value in fields]
+
+
 def sign_bytes(data: bytes, keys: list[SigningKey], now: int | None = None) -> bytes:
     """Prepend one DKIM-Signature per key to a CRLF message (RFC 6376 §5; Ed25519 RFC 8463)."""
     end = data.find(b"\r\n\r\n")
     if end < 0:
         raise ValueError("a message needs a blank line between its header and its body")
-    headers, _ = rfc822_parse(data[:end + 4])
-    present = {name.lower() for name, _value in headers}
-    names = [name for name in SIGNED_HEADERS if name in present] + [b"from"]
-    selected = _RELAXED.canonicalize_headers(select_headers(headers, names))
+    fields = _header_fields(data[:end])
+    positions: dict[bytes, list[int]] = {}
+    for index, (name, _value) in enumerate(fields):
+        positions.setdefault(name.lower(), []).append(index)
+    names = [name for name in SIGNED_HEADERS if name in positions] + [b"from"]
+    # each name in h= takes the next instance from the bottom up (RFC 6376 §5.4.2); the
+    # second "from" finds none, so a From added later breaks the signature
+    picked = [fields[positions[name].pop()] for name in names if positions[name]]
+    selected = _RELAXED.canonicalize_headers(picked)
     hashed = b"".join(name + b":" + value for name, value in selected)
     body_hash = base64.b64encode(hashlib.sha256(canonical_body(data[end + 4:])).digest())
     stamp = str(int(time.time()) if now is None else now).encode("ascii")

@@ -245,3 +245,13 @@ def test_our_body_canonicalisation_is_dkimpys(lines):
     body = "\r\n".join(lines).encode()
     as_verifier_reads = b"\r\n".join(re.split(rb"\r?\n", body))
     assert dkim_keys.canonical_body(body) == Relaxed.canonicalize_body(as_verifier_reads)
+
+
+def test_our_header_split_is_dkimpys(custom_from):
+    """The header fields we sign are read as dkimpy reads them, folded Subject included."""
+    from dkim import rfc822_parse
+
+    data = compose.build_bytes(_document(custom_from, document_title="è " * 80))
+    head = data[:data.index(b"\r\n\r\n")]
+    assert b"\r\n " in head  # a folded field
+    assert dkim_keys._header_fields(head) == [tuple(f) for f in rfc822_parse(head + b"\r\n\r\n")[0]]
