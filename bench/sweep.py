@@ -1,6 +1,6 @@
 """Sweep throughput against a bare smtplib loop (issue 3). Not a test: it prints figures.
 
-    python bench/sweep.py [--messages 10000] [--database URL] [--profile FILE]
+    python bench/sweep.py [--messages 10000] [--database URL] [--profile FILE] [--dkim]
 
 Starts an aiosmtpd sink in its own process (so it does not share our GIL), enqueues the
 messages through the service layer (one pre-rendered template), times `sweep()` draining
@@ -9,6 +9,12 @@ to the same sink, and prints both rates and their ratio. The two alternate in `-
 slices (a slice swept, then as many sent bare) so that both see the same machine. Without --database a
 fresh SQLite file in a temporary folder is used; a PostgreSQL URL gets its schema dropped
 and re-created, so give it a database of its own.
+
+--dkim (issue 17) sends as a custom_from customer with a DKIM key (RSA 2048; --ed25519 adds
+the second signature) and each round sweeps a slice signed, then a slice unsigned (the key's
+signing switched off), then the bare loop: it prints both ratios, and the signing cost per
+message (`dkim_keys.sign_bytes` alone, timed on the round's messages: median and range of
+the per-round medians).
 """
 from __future__ import annotations
 
@@ -90,11 +96,19 @@ def logging_off() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def _enqueue(count: int) -> None:
+def _enqueue(count: int, dkim: bool = False, ed25519: bool = False):
+    """Store `count` messages; with `dkim`, From a custom_from customer with a DKIM key
+    (forced on: no DNS here), which is returned."""
     from dashboard.notifications import CATALOG
-    from dashboard.services import customers, messages, render
+    from dashboard.services import customers, dkim_keys, messages, render
 
     customer, _ = customers.create_customer("BENCH", "Bench customer")
+    key = None
+    if dkim:
+        customer.sending_mode = "custom_from"
+        customer.from_address = "ordini@bench.example"
+        key = dkim_keys.generate(customer, ed25519=ed25519)
+        dkim_keys.set_forced(key, True)
     rendered = render.render_notification(customer, "order_closed", "it",
                                           CATALOG["order_closed"]["sample"])
     data = CATALOG["order_closed"]["sample"]
@@ -102,6 +116,27 @@ def _enqueue(count: int) -> None:
         recipients = [f"buyer{i}@example.com" for i in range(start, min(count, start + 500))]
         messages.store(customer, "order_closed", recipients, "ORD-BENCH", "it", data, rendered,
                        [])
+    return key
+
+
+def _signing_cost(batch, keys) -> tuple[float, float]:
+    """Median seconds per message of `dkim_keys.sign_bytes` over these built messages, and
+    of the bare RSA private-key operation alone (what OpenSSL costs on this machine now)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    from dashboard.services import dkim_keys
+
+    times, rsa_times = [], []
+    rsa = next(k.private for k in keys if k.algorithm == b"rsa-sha256")
+    for data in batch:
+        t0 = time.perf_counter()
+        dkim_keys.sign_bytes(data, keys)
+        t1 = time.perf_counter()
+        rsa.sign(data[:64], padding.PKCS1v15(), hashes.SHA256())
+        times.append(t1 - t0)
+        rsa_times.append(time.perf_counter() - t1)
+    return statistics.median(times), statistics.median(rsa_times)
 
 
 def _bare_loop(port: int, envelopes: list[tuple[str, str, bytes]]) -> float:
@@ -122,6 +157,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10,
                         help="alternate sweep and bare loop this many times (1: one each)")
     parser.add_argument("--profile", help="write a cProfile of the sweep here")
+    parser.add_argument("--dkim", action="store_true",
+                        help="custom_from with a DKIM key: sweep signed and unsigned slices")
+    parser.add_argument("--ed25519", action="store_true",
+                        help="with --dkim: an Ed25519 signature alongside the RSA one")
     args = parser.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="postino-bench-")
@@ -137,17 +176,23 @@ def main() -> None:
             from sqlalchemy import func, select
 
             from dashboard.extensions import db
-            from dashboard.models import Message
-            from dashboard.services import compose
+            from dashboard.models import DkimKey, Message
+            from dashboard.services import compose, dkim_keys
             from dashboard.services.sweep import sweep
 
+            # --dkim: twice the messages, a signed and an unsigned slice per round
+            stored = args.messages * (2 if args.dkim else 1)
             t0 = time.perf_counter()
-            _enqueue(args.messages)
+            key = _enqueue(stored, args.dkim, args.ed25519)
             enqueue_s = time.perf_counter() - t0
             # the bare loop sends exactly these bytes (built before any is sent)
             envelopes = [(m.envelope_from, m.recipient,
                           compose.build(m).as_bytes(policy=email.policy.SMTP))
-                         for m in db.session.scalars(select(Message).order_by(Message.id))]
+                         for m in db.session.scalars(select(Message).order_by(Message.id)
+                                                     .limit(args.messages))]
+            signing_keys = (dkim_keys.signing_keys(key.customer_id, key.domain)
+                            if key is not None else [])
+            key_id = key.id if key is not None else None
             db.session.remove()
 
             # Rounds alternate the two (sweep a slice, then the bare loop on as many
@@ -155,9 +200,12 @@ def main() -> None:
             profiler = cProfile.Profile(time.process_time) if args.profile else None
             rounds = max(1, min(args.rounds, args.messages))
             sweep_s = sweep_cpu = bare_s = bare_cpu = 0.0
-            ratios, done = [], 0
+            plain_s = plain_cpu = 0.0
+            ratios, plain_ratios, sign_costs, rsa_costs, done = [], [], [], [], 0
             for index in range(rounds):
                 size = args.messages * (index + 1) // rounds - done
+                if key_id is not None:
+                    dkim_keys.set_forced(db.session.get(DkimKey, key_id), True)
                 t0, c0 = time.perf_counter(), time.process_time()
                 if profiler:
                     profiler.enable()
@@ -166,6 +214,18 @@ def main() -> None:
                     profiler.disable()
                 s_wall, s_cpu = time.perf_counter() - t0, time.process_time() - c0
                 assert result.sent == size, (result, size)
+                if key_id is not None:
+                    # the same sweep with the key's signing off, on as many messages
+                    dkim_keys.set_forced(db.session.get(DkimKey, key_id), False)
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    result = sweep(max_messages=size)
+                    p_wall, p_cpu = time.perf_counter() - t0, time.process_time() - c0
+                    assert result.sent == size, (result, size)
+                    plain_s, plain_cpu = plain_s + p_wall, plain_cpu + p_cpu
+                    batch = [data for _sender, _rcpt, data in envelopes[done:done + size]]
+                    cost, rsa_cost = _signing_cost(batch[:500], signing_keys)
+                    sign_costs.append(cost)
+                    rsa_costs.append(rsa_cost)
                 received = counter.value
                 c0 = time.process_time()
                 b_wall = _bare_loop(port, envelopes[done:done + size])
@@ -174,10 +234,12 @@ def main() -> None:
                 sweep_s, sweep_cpu = sweep_s + s_wall, sweep_cpu + s_cpu
                 bare_s, bare_cpu = bare_s + b_wall, bare_cpu + b_cpu
                 ratios.append(b_wall / s_wall)
+                if key_id is not None:
+                    plain_ratios.append(b_wall / p_wall)
                 done += size
             sent = db.session.scalar(select(func.count()).select_from(Message)
                                      .where(Message.status == "sent"))
-            assert sent == args.messages, sent
+            assert sent == stored, sent
             dialect = db.engine.dialect.name
     finally:
         sink.terminate()
@@ -195,7 +257,22 @@ def main() -> None:
           f"CPU {bare_cpu * 1e6 / args.messages:6.0f} us/msg")
     print(f"ratio           {sweep_rate / bare_rate:8.2f}  (goal >= 0.70; per round: median "
           f"{statistics.median(ratios):.2f}, min {min(ratios):.2f}, max {max(ratios):.2f}, "
-          f"{len(ratios)} rounds)")
+          f"{len(ratios)} rounds)" + ("  <- signed" if args.dkim else ""))
+    if args.dkim:
+        plain_rate = args.messages / plain_s
+        kinds = "RSA 2048 + Ed25519" if args.ed25519 else "RSA 2048"
+        print(f"sweep unsigned  {plain_s:8.2f} s  ({plain_rate:8.0f} msg/s)  "
+              f"CPU {plain_cpu * 1e6 / args.messages:6.0f} us/msg")
+        print(f"ratio unsigned  {plain_rate / bare_rate:8.2f}  (per round: median "
+              f"{statistics.median(plain_ratios):.2f}, min {min(plain_ratios):.2f}, "
+              f"max {max(plain_ratios):.2f})")
+        print(f"signing cost    {statistics.median(sign_costs) * 1e3:8.3f} ms/msg  ({kinds}, "
+              f"sign_bytes alone; per-round medians {min(sign_costs) * 1e3:.3f}-"
+              f"{max(sign_costs) * 1e3:.3f} ms; goal <= 1 ms with RSA 2048)")
+        print(f"RSA op alone    {statistics.median(rsa_costs) * 1e3:8.3f} ms/msg  (the OpenSSL "
+              f"private-key operation alone, same rounds: {min(rsa_costs) * 1e3:.3f}-"
+              f"{max(rsa_costs) * 1e3:.3f} ms); sweep CPU "
+              f"{(sweep_cpu - plain_cpu) * 1e6 / args.messages:+.0f} us/msg signed vs unsigned")
     print(f"load average    {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     if profiler:
         profiler.dump_stats(args.profile)

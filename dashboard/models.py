@@ -150,6 +150,50 @@ class ApiKey(db.Model):
     customer: Mapped[Customer] = relationship(back_populates="api_keys")
 
 
+DKIM_STATES = ("active", "prepared", "previous", "retired")
+
+
+class DkimKey(db.Model):
+    """A DKIM key pair published under a selector of one domain: RSA 2048, optionally with an
+    Ed25519 key under a selector of its own (signed alongside). A customer's keys sign its
+    mail From its own domain; keys without a customer sign our own senders' mail.
+
+    state: `active` signs (once its record is verified, or when forced); `prepared` waits to
+    be switched to (rotation); `previous` was replaced and stays until retired; `retired`
+    keys have their private halves wiped and are kept as history.
+    """
+
+    __tablename__ = "dkim_key"
+    __table_args__ = (UniqueConstraint("domain", "selector", name="uq_dkim_key_selector"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customer.id"), index=True)
+    domain: Mapped[str] = mapped_column(String(253))
+    selector: Mapped[str] = mapped_column(String(63))
+    rsa_public: Mapped[str] = mapped_column(Text)  # base64 DER, the record's p=
+    rsa_private_encrypted: Mapped[str | None] = mapped_column(Text)
+    ed25519_selector: Mapped[str | None] = mapped_column(String(63))
+    ed25519_public: Mapped[str | None] = mapped_column(Text)
+    ed25519_private_encrypted: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(10), default="prepared")
+    forced: Mapped[bool] = mapped_column(Boolean, default=False)
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ed25519_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    dns_check: Mapped[dict | None] = mapped_column(JSON)
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    customer: Mapped[Customer | None] = relationship()
+
+    @validates("state")
+    def _check_state(self, _key, value):
+        if value not in DKIM_STATES:
+            raise ValueError(f"unknown DKIM key state {value!r}")
+        return value
+
+
 class User(UserMixin, db.Model):
     """A staff member who logs into the dashboard with one role."""
 

@@ -26,6 +26,8 @@ def job_definitions(app: Flask) -> list[dict]:
          "trigger": "interval", "seconds": 60},
         {"id": "overview_rollup", "func": "dashboard.scheduler:run_overview_rollup",
          "trigger": "interval", "minutes": 10},
+        {"id": "dkim_check", "func": "dashboard.scheduler:run_dkim_check",
+         "trigger": "interval", "minutes": 60},
     ]
 
 
@@ -72,6 +74,16 @@ def run_overview_rollup() -> None:
     with _app.app_context():
         with jobs.recorded("overview_rollup") as run:
             run.counts = {"days": overview.refresh()}
+
+
+def run_dkim_check() -> None:
+    """Job: look up the DKIM records of active and prepared keys, so signing starts once the
+    customer publishes its record (and stops if it goes away)."""
+    from .services import dkim_keys, jobs
+
+    with _app.app_context():
+        with jobs.recorded("dkim_check") as run:
+            run.counts = dkim_keys.check_due()
 
 
 def run_now(app: Flask, job_id: str) -> None:

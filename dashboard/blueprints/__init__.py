@@ -12,6 +12,7 @@ def register_blueprints(app: Flask) -> None:
         auth,
         billing,
         customers,
+        dkim,
         doctor,
         health,
         home,
@@ -24,7 +25,7 @@ def register_blueprints(app: Flask) -> None:
         users,
     )
 
-    for module in (api, audit, auth, billing, customers, doctor, health, home, jobs, log,
+    for module in (api, audit, auth, billing, customers, dkim, doctor, health, home, jobs, log,
                    settings, suppressions, templates, tracking, users):
         app.register_blueprint(module.bp)
     if app.config.get("POSTINO_DEMO"):

@@ -19,6 +19,7 @@ from ..services import ServiceError, customer_settings, customers, dns_check, in
 from ..services import sending as sending_service
 from ..services.credentials import CredentialsError
 from ..services.transport import AUTHS, SECURITIES
+from .dkim import section_context as dkim_context
 
 log = logging.getLogger(__name__)
 bp = Blueprint("customers", __name__, url_prefix="/customers")
@@ -96,6 +97,7 @@ def _context(customer: Customer, posted: dict | None = None, errors: dict | None
         **_intervention_context(customer),
         "probe_timeout": round(float(current_app.config.get("POSTINO_SMTP_TEST_TIMEOUT")
                                      or customer_settings.PROBE_TIMEOUT)),
+        **dkim_context(customer),
     }
     context.update(extra)
     return context
@@ -333,7 +335,10 @@ def dns(code: str):
         result = dns_check.check_customer(customer)
     else:
         result = dns_check.check_domain(address.rpartition("@")[2])
-    return render("customers/detail.html", "customers/_dns.html", **_context(customer, dns=result))
+    response = render("customers/detail.html", "customers/_dns.html",
+                      **_context(customer, dns=result))
+    # the customer's DKIM keys were checked too: their section refreshes itself
+    return trigger(response, "dns-checked") if "dkim" in result else response
 
 
 @bp.route("/<code>/test-connection", methods=["POST"])

@@ -9,6 +9,7 @@ from ..auth import roles
 from ..htmx import render, trigger
 from ..services import banners, global_settings, settings
 from ..services import sending as sending_service
+from .dkim import section_context as dkim_context
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
 
@@ -21,6 +22,7 @@ def _context(values: dict | None = None, errors: dict | None = None) -> dict:
         "defaults": global_settings.defaults(),
         "sending_enabled": settings.sending_enabled(),
         "held": banners.held_count(),
+        **dkim_context(None),
     }
 
 

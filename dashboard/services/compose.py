@@ -19,6 +19,7 @@ from ..addresses import (
     parse_sender,
 )
 from ..models import Message, utcnow
+from . import dkim_keys
 
 
 def build(message: Message, attachments=None, open_tracking: bool = False,
@@ -181,16 +182,19 @@ def smtputf8_address(message: Message) -> str | None:
 
 
 def build_bytes(message: Message, attachments=None, open_tracking: bool = False) -> bytes:
-    """The message as SMTP-ready bytes (CRLF): what `build` makes, written directly.
+    """The message as SMTP-ready bytes (CRLF): what `build` makes, written directly, then
+    DKIM-signed when a verified key covers its From domain (services.dkim_keys).
     International domains are written in A-labels; a message with a non-ASCII local part
     gets UTF-8 headers (RFC 6532) and goes out only with SMTPUTF8 (`smtputf8_address`)."""
     name, sender = _sender(message.from_header or "")
+    from_address = sender  # its stored form: what the DKIM keys are looked up by
     recipient = message.recipient
     if not (sender.isascii() and recipient.isascii()):
         sender, recipient = envelope(sender), envelope(recipient)
         if not (sender.isascii() and recipient.isascii()):
-            return build(message, attachments, open_tracking, utf8=True).as_bytes(
+            data = build(message, attachments, open_tracking, utf8=True).as_bytes(
                 policy=email.policy.SMTPUTF8)
+            return dkim_keys.sign(message.customer_id, from_address, data)
     files = attachments if attachments is not None else message.attachments
     head = [
         _address_header("From", name, sender),
@@ -209,4 +213,4 @@ def build_bytes(message: Message, attachments=None, open_tracking: bool = False)
         body = _multipart("alternative", [body, _html_part(message, open_tracking)])
     if files:
         body = _multipart("mixed", [body, *(_attachment_part(f) for f in files)])
-    return b"".join(head) + body
+    return dkim_keys.sign(message.customer_id, from_address, b"".join(head) + body)

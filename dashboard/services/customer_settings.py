@@ -436,7 +436,10 @@ def set_open_tracking(customer: Customer, enabled: bool, actor: User | None = No
 
 
 def rotate_credentials(actor_label: str = "cli") -> int:
-    """Re-encrypt every stored SMTP password with the first key; all or nothing."""
+    """Re-encrypt every stored SMTP password and DKIM private key with the first key; all or
+    nothing. Returns how many secrets were re-encrypted."""
+    from . import dkim_keys
+
     rows = db.session.scalars(
         select(Customer).where(Customer.smtp_password_encrypted.is_not(None))
         .order_by(Customer.id)).all()
@@ -446,14 +449,17 @@ def rotate_credentials(actor_label: str = "cli") -> int:
             customer.smtp_password_encrypted = credentials.rotate(customer.smtp_password_encrypted)
         except credentials.CredentialsError:
             broken.append(customer.code)
+    dkim_count, dkim_broken = dkim_keys.rotate_encryption()
+    broken += dkim_broken
     if broken:
         db.session.rollback()
         raise credentials.CredentialsError(
             "cannot decrypt the stored password of " + ", ".join(broken)
             + " with any key in POSTINO_CREDENTIALS_KEY; nothing was re-encrypted",
             "smtp_password")
-    if rows:
+    if rows or dkim_count:
         audit.record("credentials.rotate", None, "customer", None,
-                     after={"re_encrypted": len(rows)}, actor_label=actor_label)
+                     after={"re_encrypted": len(rows), "dkim_keys": dkim_count},
+                     actor_label=actor_label)
     db.session.commit()
-    return len(rows)
+    return len(rows) + dkim_count

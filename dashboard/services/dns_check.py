@@ -3,7 +3,8 @@
 Looks up the From domain's SPF and DMARC records (dnspython, with a timeout), evaluates SPF
 for our relay's IPs (ip4/ip6/a/mx/include/exists/redirect/all, the 10-lookup limit, loop
 detection) and tells whether DMARC alignment can succeed when the envelope sender is on our
-bounce domain. A DNS failure is reported as such, never as a pass.
+bounce domain, or through the customer's DKIM key we sign with (its record is checked
+here too, see `evaluate_dkim`). A DNS failure is reported as such, never as a pass.
 
 The result is a plain JSON-able dict (stored on the customer); the template turns its codes
 into words in the user's language.
@@ -353,10 +354,54 @@ def evaluate_dmarc(lookup: Lookup, domain: str, bounce_domain: str) -> dict:
     return out
 
 
+# -- DKIM (RFC 6376 §3.6) -------------------------------------------------------------------
+
+def evaluate_dkim(lookup: Lookup, name: str, algorithm: str, public: str) -> dict:
+    """The DKIM key record at `name` (<selector>._domainkey.<domain>) against our public key.
+
+    status: match (exactly one key record, of our algorithm, with our p=), missing (no key
+    record at the name), differs (a record that is not ours: another key, an empty p= that
+    revokes it, another k=, or several records). Raises DnsFailure when DNS does not answer.
+    """
+    from dkim.util import InvalidTagValueList, parse_tag_value
+
+    found = lookup.txt(name)
+    records = []
+    for text in found:
+        try:
+            tags = parse_tag_value(text.encode("utf-8", "replace"))
+        except InvalidTagValueList:
+            continue
+        if tags.get(b"v", b"DKIM1") == b"DKIM1" and b"p" in tags:
+            records.append((text, tags))
+    out = {"name": name, "algorithm": algorithm, "record": None, "status": "missing",
+           "detail": ""}
+    if not records:
+        if found:
+            out["detail"] = "no_key_record"
+        return out
+    text, tags = records[0]
+    out["record"] = text
+    if len(records) > 1:
+        return {**out, "status": "differs", "detail": "several_records"}
+    key_type = tags.get(b"k", b"rsa").decode("ascii", "replace").lower()
+    published = b"".join(tags[b"p"].split()).decode("ascii", "replace")
+    if not published:
+        return {**out, "status": "differs", "detail": "revoked"}
+    if key_type != algorithm:
+        return {**out, "status": "differs", "detail": "other_algorithm"}
+    if published != public:
+        return {**out, "status": "differs", "detail": "other_key"}
+    return {**out, "status": "match"}
+
+
 # -- the verdict ----------------------------------------------------------------------------
 
-def verdict(spf: dict, dmarc: dict | None) -> str:
-    """pass / risk / reject from the SPF result and the DMARC policy (see module docstring)."""
+def verdict(spf: dict, dmarc: dict | None, dkim: dict | None = None) -> str:
+    """pass / risk / reject from the SPF result and the DMARC policy (see module docstring);
+    a verified DKIM key we sign with makes DMARC pass whatever SPF says."""
+    if dkim and dkim.get("signing") and dkim.get("status") == "match":
+        return "pass"
     aligned = bool(dmarc and dmarc["alignment_possible"])
     policy = dmarc["policy"] if dmarc else None
     if policy == "reject" and not aligned:
@@ -428,10 +473,16 @@ def check_domain(domain: str) -> dict:
 
 
 def check_customer(customer: Customer, commit: bool = True) -> dict | None:
-    """Check the customer's From domain and keep the result on the customer."""
+    """Check the customer's From domain (and its DKIM keys' records) and keep the result on
+    the customer."""
+    from . import dkim_keys
+
     if not customer.from_address:
         return None
     result = check_domain(customer.from_address.rpartition("@")[2])
+    result["dkim"] = dkim_keys.check_customer_keys(customer)
+    if result["verdict"] != "dns_error":
+        result["verdict"] = verdict(result["spf"], result["dmarc"], result["dkim"])
     customer.dns_check = result
     customer.dns_checked_at = utcnow()
     if commit:

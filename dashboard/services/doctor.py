@@ -252,6 +252,9 @@ def _spam_verdict(found: list[Message]) -> Verdict:
     """The last message the recipient's server accepted: then look in the spam folder."""
     accepted = next((m for m in found if m.status in ACCEPTED), None)
     if accepted is None:
+        refused = _dmarc_refusal_verdict(found)
+        if refused is not None:
+            return refused
         return Verdict("spam", "green", _("Not a spam question"),
                        _("No message was accepted by the recipient's server, so spam "
                          "filtering cannot be the cause."))
@@ -273,9 +276,10 @@ def _spam_verdict(found: list[Message]) -> Verdict:
         evidence.append(_("Not opened yet, as far as Postino can tell (opens are approximate: "
                           "many mail programs block images)."))
     colour = "amber"
+    fixes: list[Action] = []
     if customer is not None and customer.sending_mode == "custom_from":
-        dns_colour, dns_line = _dns_evidence(customer)
-        evidence.append(dns_line)
+        dns_colour, dns_lines, fixes = _custom_from_evidence(customer)
+        evidence.extend(dns_lines)
         if dns_colour == "red":
             colour = "red"
     if customer is not None and customer.sending_mode == "customer_smtp":
@@ -296,8 +300,99 @@ def _spam_verdict(found: list[Message]) -> Verdict:
           "the provider (Gmail, Yahoo, Outlook.com/Live, Libero, Alice), which may keep junk "
           "mail without passing it on to the mail program. If the provider blocks our mail, "
           "the user's mail administrator should add our sender (or its IP) to the whitelist."),
-        evidence=evidence, messages=[accepted], actions=_message_link(accepted),
+        evidence=evidence, messages=[accepted], actions=_message_link(accepted) + fixes,
     )
+
+
+# (b) for custom_from: does DMARC pass on the customer's DKIM key? (services.dkim_keys)
+
+def _custom_from_evidence(customer: Customer) -> tuple[str, list[str], list[Action]]:
+    """A custom_from customer's authentication: (colour, evidence lines, fixes).
+
+    DMARC passes when we sign with a verified key of its domain; otherwise the stored DNS
+    check says how receivers treat the mail, and the DKIM line names what is missing, with
+    the link to the DKIM section of the customer's page.
+    """
+    from . import dkim_keys
+
+    domain = dkim_keys.domain_of(customer.from_address) or "?"
+    key = dkim_keys.active_key(customer, domain)
+    if key is not None and key.verified_at is not None:
+        return "green", [_("DMARC passes with DKIM: mail From %(domain)s is signed with the "
+                           "customer's key %(selector)s, whose record was found in DNS "
+                           "(checked %(when)s).", domain=domain, selector=key.selector,
+                           when=_when(key.checked_at or key.verified_at))], []
+    dns_colour, dns_line = _dns_evidence(customer)
+    lines = [dns_line, _dkim_line(key, domain)]
+    policy = ((customer.dns_check or {}).get("dmarc") or {}).get("policy")
+    if policy in ("reject", "quarantine") and (customer.dns_check or {}).get("verdict") != "pass":
+        lines.append(_("DMARC fails for mail From %(domain)s: neither SPF nor DKIM aligns, and "
+                       "its policy (p=%(policy)s) tells receivers to %(what)s.", domain=domain,
+                       policy=policy, what=_("refuse it") if policy == "reject"
+                       else _("file it as spam")))
+    lines.append(_("Fix: generate a DKIM key in the DKIM section of the customer's page, have "
+                   "the customer publish its record, then check DNS: we sign from then on and "
+                   "DMARC passes.") if key is None else
+                 _("Fix: have the customer publish the record shown in the DKIM section of its "
+                   "page, then check DNS: we sign from then on and DMARC passes."))
+    return dns_colour, lines, _dkim_link(customer)
+
+
+def _dkim_line(key, domain: str) -> str:
+    """What is wrong with the customer's DKIM, in one line."""
+    from . import dkim_keys
+
+    if key is None:
+        return _("DKIM not published: no DKIM key of %(domain)s signs this customer's mail.",
+                 domain=domain)
+    name = dkim_keys.record_name(key.selector, key.domain)
+    status = ((key.dns_check or {}).get("records", {}).get("rsa") or {}).get("status")
+    if key.forced:
+        return _("DKIM signing is forced, but the record %(name)s was not found in DNS: "
+                 "receivers fail the signature if it is not really published.", name=name)
+    if status == "differs":
+        return _("DKIM not published as expected: the record %(name)s differs from our key, so "
+                 "we do not sign.", name=name)
+    if status == "missing":
+        return _("DKIM not published: the record %(name)s is missing in DNS, so we do not sign.",
+                 name=name)
+    return _("DKIM not published yet: the record %(name)s was not found so far, so we do not "
+             "sign.", name=name)
+
+
+def _dkim_link(customer: Customer) -> list[Action]:
+    url = url_or_none("customers.detail", code=customer.code)
+    if url is None:
+        return []
+    return [Action("link", _("Open the DKIM section of %(name)s", name=customer.name),
+                   url + "#dkim", method="get", roles=("support",))]
+
+
+def _dmarc_refusal_verdict(found: list[Message]) -> Verdict | None:
+    """Nothing was accepted and a custom_from customer's domain tells receivers to refuse
+    mail we send unsigned (DMARC p=reject, no verified DKIM key): that is cause (b)."""
+    from . import dkim_keys
+
+    for customer in _distinct(m.customer for m in found):
+        if customer.sending_mode != "custom_from" or not customer.dns_check:
+            continue
+        if customer.dns_check.get("verdict") != "reject":
+            continue
+        domain = dkim_keys.domain_of(customer.from_address) or "?"
+        key = dkim_keys.active_key(customer, domain)
+        if key is not None and key.verified_at is not None:
+            continue
+        _colour, lines, fixes = _custom_from_evidence(customer)
+        return Verdict(
+            "spam", "red", _("DMARC fails: %(domain)s tells receivers to refuse our mail",
+                             domain=domain),
+            _("%(name)s sends with its own address in From through our mail server, and its "
+              "domain's DMARC policy asks receivers to refuse mail it has not authenticated. "
+              "Signing with the customer's DKIM key fixes it.", name=customer.name),
+            evidence=lines, actions=fixes,
+            messages=[m for m in found if m.customer_id == customer.id][:5],
+        )
+    return None
 
 
 def _dns_evidence(customer: Customer) -> tuple[str, str]:
@@ -371,15 +466,17 @@ def _sender_refusal_verdict(found: list[Message], now: datetime) -> Verdict | No
     if reason in AUTH_REASONS:
         title = _("Refused: the sender's domain does not authorise our mail")
         if customer is not None and customer.sending_mode == "custom_from":
-            evidence.append(_dns_evidence(customer)[1])
+            _colour, lines, fixes = _custom_from_evidence(customer)
+            evidence.extend(lines)
             text = _("The recipient's server refused the message because it failed the "
                      "sender authentication checks (SPF, DKIM, DMARC): the customer's own "
                      "From address is used over our relay, which its domain does not "
-                     "authorise (the risk the seed warns about for mode b). Run the DNS "
-                     "check on the customer's page, then either the customer publishes SPF "
-                     "(authorising our relay) and DKIM for its domain, or it switches to "
-                     "the standard sending mode. The recipient is not suppressed.")
-            actions = actions + _customer_link(customer)
+                     "authorise (the risk the seed warns about for mode b). On the "
+                     "customer's page, generate a DKIM key and have the customer publish "
+                     "its record (Postino then signs the mail and DMARC passes), or have it "
+                     "authorise our relay in SPF, or switch it to the standard sending mode. "
+                     "The recipient is not suppressed.")
+            actions = actions + (fixes or _customer_link(customer))
         else:
             text = _("The recipient's server refused the message because it failed the "
                      "sender authentication checks (SPF, DKIM, DMARC) of our sending "

@@ -219,6 +219,7 @@ def job_label(job_id: str) -> str:
         "purge": _("Retention purge"),
         "suppression_expiry": _("Soft-suppression expiry"),
         "health_check": _("Health check"),
+        "dkim_check": _("DKIM records check"),
     }
     return labels.get(job_id, job_id)
 

@@ -55,3 +55,39 @@ document.addEventListener("input", function (event) {
   var field = event.target;
   if (field.matches && field.matches("[data-invalid-message]")) { field.setCustomValidity(""); }
 });
+
+// Copy buttons (DKIM records): <button data-copy="ID" data-copied="Copied"> copies the text of
+// the element with that id; the clipboard API needs a secure context, else select and copy.
+document.addEventListener("click", function (event) {
+  var button = event.target.closest && event.target.closest("[data-copy]");
+  if (!button) { return; }
+  var source = document.getElementById(button.getAttribute("data-copy"));
+  if (!source) { return; }
+  var text = source.textContent.trim();
+  var done = function () {
+    var label = button.getAttribute("data-copied");
+    if (!label) { return; }
+    var before = button.textContent;
+    button.textContent = label;
+    button.setAttribute("data-copy-state", "copied");
+    setTimeout(function () {
+      button.textContent = before;
+      button.removeAttribute("data-copy-state");
+    }, 1500);
+  };
+  var fallback = function () {
+    var range = document.createRange();
+    range.selectNodeContents(source);
+    var selection = window.getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
+    try {
+      if (document.execCommand("copy")) { done(); }
+    } catch (e) { /* the text stays selected for Ctrl+C */ }
+  };
+  if (navigator.clipboard && window.isSecureContext) {
+    navigator.clipboard.writeText(text).then(done, fallback);
+  } else {
+    fallback();
+  }
+});
