@@ -30,3 +30,56 @@ document.addEventListener("click", function (event) {
     other.classList.toggle("outline", !pressed);
   });
 });
+
+// The header's Menu button (phones): shows and hides the navigation, says so with
+// aria-expanded; Escape closes it and gives the focus back to the button. Without this
+// script the button stays hidden and the navigation stays open.
+(function () {
+  function setOpen(button, open) {
+    var menu = document.getElementById(button.getAttribute("aria-controls"));
+    button.setAttribute("aria-expanded", open ? "true" : "false");
+    if (menu) { menu.classList.toggle("open", open); }
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll(".nav-toggle").forEach(function (button) {
+      button.closest("nav").classList.add("js-nav");
+      setOpen(button, false);
+    });
+  });
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest(".nav-toggle");
+    if (button) { setOpen(button, button.getAttribute("aria-expanded") !== "true"); }
+  });
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape") { return; }
+    document.querySelectorAll(".nav-toggle[aria-expanded=true]").forEach(function (button) {
+      var menu = document.getElementById(button.getAttribute("aria-controls"));
+      if (menu && menu.contains(document.activeElement)) { button.focus(); }
+      setOpen(button, false);
+    });
+  });
+})();
+
+// A table wider than the screen scrolls inside its .table-scroll box: make such a box
+// focusable, so keyboard users can scroll it too (and only then: no extra tab stops).
+(function () {
+  function markScrollable() {
+    document.querySelectorAll(".table-scroll").forEach(function (box) {
+      if (box.scrollWidth > box.clientWidth + 1) {
+        box.setAttribute("tabindex", "0");
+      } else {
+        box.removeAttribute("tabindex");
+      }
+    });
+  }
+  var pending = false;
+  function later() {
+    if (pending) { return; }
+    pending = true;
+    window.requestAnimationFrame(function () { pending = false; markScrollable(); });
+  }
+  document.addEventListener("DOMContentLoaded", markScrollable);
+  document.addEventListener("htmx:afterSettle", later);
+  document.addEventListener("toggle", later, true);  // a <details> opened or closed
+  window.addEventListener("resize", later);
+})();
