@@ -9,6 +9,7 @@ from flask import Blueprint, g, jsonify, request
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
+from .. import reasons
 from ..auth import api_view
 from ..errors import api_error
 from ..extensions import csrf, db
@@ -45,7 +46,7 @@ def _message_json(message, with_events: bool = False) -> dict:
             "created_at": message.created_at.isoformat(),
             "events": [
                 {"at": e.at.isoformat(), "type": e.type, "smtp_code": e.smtp_code,
-                 "smtp_text": e.smtp_text, "detail": e.detail}
+                 "smtp_text": e.smtp_text, "detail": reasons.english(e.detail) or None}
                 for e in message.events
             ],
         })

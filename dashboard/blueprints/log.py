@@ -9,6 +9,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
+from .. import reasons
 from ..auth import roles
 from ..extensions import db, htmx
 from ..htmx import render, stop_polling, trigger
@@ -152,13 +153,15 @@ def export():
         writer.writerow(CSV_COLUMNS)
         yield "\ufeff" + buffer.getvalue()
         resend_ids: dict[int, str] = {}
+        words: dict[str, str] = {}  # stored reason → English, once per distinct reason
         for row in log_search.iter_matches(search, columns=columns):
             buffer.seek(0)
             buffer.truncate()
             writer.writerow([_cell(v) for v in (
                 row.created_at.isoformat(), row.public_id, codes.get(row.customer_id, ""),
                 row.event, row.reference, row.recipient, row.subject, row.status,
-                row.status_reason, row.attempts, row.last_smtp_code, row.last_smtp_text,
+                _reason(row.status_reason, words), row.attempts, row.last_smtp_code,
+                row.last_smtp_text,
                 row.sent_at.isoformat() if row.sent_at else "", row.transport,
                 _public_id(row.resend_of_id, resend_ids))])
             yield buffer.getvalue()
@@ -167,6 +170,15 @@ def export():
     return Response(stream_with_context(generate()), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"',
                              "Content-Type": "text/csv; charset=utf-8"})
+
+
+def _reason(stored: str | None, words: dict[str, str]) -> str:
+    """A status reason in English, like the other machine-readable columns of the export."""
+    if not stored:
+        return ""
+    if stored not in words:
+        words[stored] = reasons.english(stored)
+    return words[stored]
 
 
 def _cell(value) -> str:

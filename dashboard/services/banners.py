@@ -8,6 +8,7 @@ from flask_babel import gettext as _
 from sqlalchemy import func, select
 from werkzeug.routing import BuildError
 
+from .. import reasons
 from ..extensions import db
 from ..models import Alert, Customer, Message
 from . import settings
@@ -52,7 +53,8 @@ def active_banners() -> list[Banner]:
     for customer in paused:
         banners.append(Banner(
             _("Processing blocked for %(name)s: %(reason)s. Its mail is held.",
-              name=customer.name, reason=customer.paused_reason or _("paused")), "danger",
+              name=customer.name, reason=reasons.text(customer.paused_reason) or _("paused")),
+            "danger",
             _url("customers.resume", code=customer.code), _("Resume"),
         ))
     alerts = db.session.scalars(
@@ -63,6 +65,6 @@ def active_banners() -> list[Banner]:
 
     for alert in alerts:
         if alert.cause not in health.CAUSES:
-            banners.append(Banner(alert.text, "warning"))
+            banners.append(Banner(reasons.text(alert.text), "warning"))
     banners.extend(health.banners(alerts))
     return banners

@@ -14,6 +14,7 @@ from flask_babel import gettext as _
 from sqlalchemy import or_, select
 from werkzeug.routing import BuildError
 
+from .. import reasons
 from ..addresses import normalise
 from ..extensions import db
 from ..models import (
@@ -213,7 +214,7 @@ def _sending_verdict(customers: list[Customer], found: list[Message]) -> Verdict
                 _("No user of this customer receives notifications: its processing was blocked "
                   "since %(since)s because %(reason)s. Its messages are held; resume it once "
                   "the cause is fixed.", since=_when(customer.paused_at),
-                  reason=customer.paused_reason or _("of repeated errors")),
+                  reason=reasons.text(customer.paused_reason) or _("of repeated errors")),
                 evidence=_held_evidence(customer, held),
                 actions=[Action("resume", _("Resume %(name)s", name=customer.name),
                                 url_or_none("doctor.resume"), values={"code": customer.code},
@@ -454,7 +455,8 @@ def _temporary_verdict(found: list[Message]) -> Verdict:
                           when=_when(m.next_attempt_at)))
     for m in failed:
         evidence.append(_("%(id)s: failed after %(n)d attempts: %(reason)s (%(answer)s).",
-                          id=m.public_id, n=m.attempts, reason=m.status_reason or _("refused"),
+                          id=m.public_id, n=m.attempts,
+                          reason=reasons.text(m.status_reason) or _("refused"),
                           answer=_answer(m.last_smtp_code, m.last_smtp_text)))
     if failed:
         return Verdict(

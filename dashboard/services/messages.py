@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 
+from .. import reasons
 from ..addresses import check_header_value, normalise
 from ..extensions import db
 from ..models import (
@@ -129,12 +130,13 @@ def hold_reason(customer: Customer, sending_enabled: bool | None = None) -> str 
     if sending_enabled is None:
         sending_enabled = settings.sending_enabled()
     if not sending_enabled:
-        return "sending is off for everyone (Settings)"
+        return reasons.encode("sending_off")
     if not customer.sending_enabled:
-        return f"sending is off for customer {customer.code}"
+        return reasons.encode("customer_sending_off", customer=customer.code)
     if customer.paused:
-        reason = customer.paused_reason or "processing blocked"
-        return f"customer {customer.code} is paused: {reason}"
+        return reasons.encode("customer_paused", customer=customer.code,
+                              reason=customer.paused_reason or reasons.encode(
+                                  "processing_blocked"))
     return None
 
 
@@ -187,14 +189,15 @@ def store(customer: Customer, event: str, recipients: list[str], reference: str 
                                              content_type=item.content_type,
                                              size=len(item.content), content=item.content))
         if resend_of is not None:
-            add_event(message, "resent", detail=f"resend of {resend_of.public_id}", actor=actor,
-                      at=now)
+            add_event(message, "resent", detail=reasons.encode("resend_of", id=resend_of.public_id),
+                      actor=actor, at=now)
         with db.session.no_autoflush:
             entry = suppressions.active_for(address, customer, now)
         if entry is not None:
             message.status = "suppressed"
             message.suppression_id = entry.id
-            message.status_reason = f"recipient on the suppression list ({entry.reason})"
+            message.status_reason = reasons.encode("suppressed",
+                                                   reason=reasons.suppression(entry.reason))
             add_event(message, "suppressed", detail=message.status_reason, at=now)
         elif held:
             message.status = "held"
@@ -243,7 +246,7 @@ def release_held(customer: Customer | None = None, actor: User | None = None) ->
             continue
         db.session.execute(MessageEvent.__table__.insert(), [
             {"message_id": i, "type": "released", "at": now,
-             "detail": "sending turned back on", "actor_id": actor.id if actor else None}
+             "detail": reasons.encode("released"), "actor_id": actor.id if actor else None}
             for i in ids
         ])
         db.session.commit()
