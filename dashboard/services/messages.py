@@ -154,6 +154,13 @@ def enqueue(customer: Customer, event: str, to, reference=None, language=None, d
         data = {}
     if not isinstance(data, dict):
         raise ServiceError("'data' must be an object", "data")
+    if reference is None and event == "order_closed" and data.get("order_number") is not None:
+        # The customer quotes the number the email shows: without a reference of its own, the
+        # order number is the reference, so support finds the message by it.
+        try:
+            reference = parse_reference(data["order_number"])
+        except ServiceError:
+            reference = None
     files = parse_attachments(attachments, event)
     language = render.pick_language(customer, language)
     rendered = render.render_notification(customer, event, language, data)
