@@ -133,6 +133,15 @@ def in_language(stored: str | None, language: str) -> str:
         return text(stored)
 
 
+_DOUBLED_STOP = re.compile(r"(?<!\.)\.\.(?!\.)")
+
+
+def tidy(sentence) -> str:
+    """One full stop where a name or a reason that ends with one meets the sentence's own
+    ("Bianchi S.p.A.." becomes "Bianchi S.p.A."); an ellipsis is left alone."""
+    return _DOUBLED_STOP.sub(".", str(sentence))
+
+
 def _nested(value):
     """Encoded reasons nest as objects, so the stored JSON stays one level of quoting."""
     if isinstance(value, str) and value.startswith('{"code":'):
@@ -151,5 +160,6 @@ def _stored(value) -> str:
 
 
 def init_app(app: Flask) -> None:
-    """The `reason` template filter: `{{ message.status_reason|reason }}`."""
+    """Template filters: `{{ message.status_reason|reason }}`, `{{ (name ~ ".")|tidy }}`."""
     app.jinja_env.filters["reason"] = text
+    app.jinja_env.filters["tidy"] = tidy

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 from flask import url_for
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from sqlalchemy import func, select
 from werkzeug.routing import BuildError
 
@@ -24,6 +25,9 @@ class Banner:
     action_label: str | None = None
     action_roles: tuple[str, ...] = field(default=("admin",))
     confirm: str | None = None
+
+    def __post_init__(self):
+        self.text = reasons.tidy(self.text)  # a name or reason ending in "." inside a sentence
 
 
 def _url(endpoint: str, **values) -> str | None:
@@ -46,7 +50,8 @@ def active_banners() -> list[Banner]:
     banners: list[Banner] = []
     if not settings.sending_enabled():
         banners.append(Banner(
-            _("Sending is off: %(n)d messages held.", n=held_count()), "danger",
+            ngettext("Sending is off: %(num)d message held.",
+                     "Sending is off: %(num)d messages held.", held_count()), "danger",
             _url("settings.sending", state="on"), _("Turn sending on"),
         ))
     paused = db.session.scalars(select(Customer).where(Customer.paused.is_(True))).all()

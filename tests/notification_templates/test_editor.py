@@ -43,6 +43,17 @@ def test_index_lists_every_event_and_language_of_the_chosen_customer(admin_clien
     assert "Choose a customer" in admin_client.get("/templates/").get_data(as_text=True)
 
 
+def test_each_template_link_is_named_by_its_event_and_language(admin_client, make_customer):
+    """Twelve links, twelve names ("Order closed in Italian: default"), not twelve "default"."""
+    make_customer(code="ROSSI")
+    body = admin_client.get("/templates/?customer=ROSSI", headers=HX).get_data(as_text=True)
+    links = re.findall(r'<a href="/templates/ROSSI/[^"]+">(.*?)</a>', body, re.S)
+    names = [" ".join(re.sub(r"<[^>]+>", " ", link).split()) for link in links]
+    assert len(names) == len(set(names)) == 12, names
+    assert "Order closed in Italian: default" in names
+    assert "Password reset in English: default" in names
+
+
 def test_editor_shows_the_default_its_variables_and_a_rendered_preview(admin_client, make_customer):
     """The page carries the default source, the documented variables and a sandboxed preview."""
     customer, _ = make_customer()
