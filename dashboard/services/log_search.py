@@ -32,7 +32,7 @@ LIST_COLUMNS = (
     Message.id, Message.public_id, Message.customer_id, Message.event, Message.reference,
     Message.recipient, Message.subject, Message.status, Message.status_reason, Message.attempts,
     Message.created_at, Message.transport, Message.resend_of_id, Message.last_smtp_code,
-    Message.last_smtp_text, Message.sent_at, Message.suppression_id,
+    Message.last_smtp_text, Message.sent_at, Message.suppression_id, Message.test,
 )
 
 

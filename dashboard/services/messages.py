@@ -142,7 +142,7 @@ def hold_reason(customer: Customer, sending_enabled: bool | None = None) -> str 
 
 def enqueue(customer: Customer, event: str, to, reference=None, language=None, data=None,
             attachments=None, *, resend_of: Message | None = None, actor: User | None = None,
-            commit: bool = True) -> list[Message]:
+            commit: bool = True, test: bool = False) -> list[Message]:
     """Validate, render once, and store one message per recipient (queued/held/suppressed)."""
     if event not in EVENTS:
         raise ServiceError(f"unknown event; one of: {', '.join(EVENTS)}", "event")
@@ -165,14 +165,15 @@ def enqueue(customer: Customer, event: str, to, reference=None, language=None, d
     language = render.pick_language(customer, language)
     rendered = render.render_notification(customer, event, language, data)
     return store(customer, event, recipients, reference, language, data, rendered, files,
-                 resend_of=resend_of, actor=actor, commit=commit)
+                 resend_of=resend_of, actor=actor, commit=commit, test=test)
 
 
 def store(customer: Customer, event: str, recipients: list[str], reference: str | None,
           language: str, data: dict, rendered: render.Rendered, files: list[Attachment],
           *, resend_of: Message | None = None, actor: User | None = None,
-          commit: bool = True) -> list[Message]:
-    """Store rendered messages, deciding for each: suppressed, held, or queued."""
+          commit: bool = True, test: bool = False) -> list[Message]:
+    """Store rendered messages, deciding for each: suppressed, held, or queued (`test`: a
+    staff member's test email, shown as such)."""
     now = utcnow()
     held = hold_reason(customer)
     from_header = modes.from_header(customer, event)
@@ -188,6 +189,7 @@ def store(customer: Customer, event: str, recipients: list[str], reference: str 
             template_version_id=rendered.template_version_id, template_source=rendered.source,
             created_at=now, attempts=0, message_id_header=f"<{public_id}@{domain}>",
             resend_of=resend_of, resent_by_id=actor.id if (actor and resend_of) else None,
+            test=test,
         )
         message.envelope_from = modes.envelope_from(customer, message)
         db.session.add(message)

@@ -71,3 +71,31 @@ def test_the_api_never_shows_another_customers_message(client, make_customer, ma
     response = client.get(url, headers={"Authorization": f"Bearer {other_key}"})
     assert response.status_code == 404
     assert response.get_json()["error"]["code"] == "not_found"
+
+
+def test_a_customer_test_email_is_recorded_as_a_test(relay, admin_client, make_customer,
+                                                     make_message):
+    """The customer page's test email borrows document_sent: the Log and the message page
+    show it as a test email, a real document_sent message not; a resend stays a test."""
+    from sqlalchemy import select
+
+    from dashboard.extensions import db
+    from dashboard.models import Message
+    from dashboard.services import resend
+
+    customer, _ = make_customer("ACME")
+    make_message(customer=customer, event="document_sent", reference="DOC-1",
+                 to="real@example.com")
+    admin_client.post("/customers/ACME/test-email", data={"to": "me@example.com"},
+                      headers={"HX-Request": "true"})
+    test = db.session.scalar(select(Message).where(Message.recipient == "me@example.com"))
+    real = db.session.scalar(select(Message).where(Message.recipient == "real@example.com"))
+    assert test.test is True and real.test is False
+    rows = admin_client.get("/log/?event=document_sent").get_data(as_text=True)
+    assert rows.count("badge-test") == 1
+    row = rows[rows.index(f'id="msg-{test.public_id}"'):]
+    assert "test email" in row[:row.index("</tr>")]
+    page = admin_client.get(f"/log/{test.public_id}").get_data(as_text=True)
+    assert page.count('class="badge badge-test"') == 2  # beside the status and the event
+    assert "badge-test" not in admin_client.get(f"/log/{real.public_id}").get_data(as_text=True)
+    assert resend.resend(test, None).test is True

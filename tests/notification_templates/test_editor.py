@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 from dashboard.extensions import db
-from dashboard.models import Template, TemplateVersion
+from dashboard.models import Message, Template, TemplateVersion
 from dashboard.services import templates as service
 
 HX = {"HX-Request": "true"}
@@ -174,6 +174,7 @@ def test_send_test_from_the_editor_links_to_the_message(admin_client, make_custo
     [got] = relay.wait_for(1)
     assert got.message["Subject"] == "Ordine ORD-2026-00421!"
     assert re.search(r'href="/log/[0-9A-Za-z_-]+"', body)
+    assert db.session.scalar(db.select(Message)).test  # shown as a test email in the Log
     refused = admin_client.post(editor_url(customer, suffix="/test"), headers=HX,
                                 data=form(to="not an address"))
     assert refused.status_code == 422 and "field-error" in refused.get_data(as_text=True)
