@@ -99,3 +99,26 @@ def test_a_customer_test_email_is_recorded_as_a_test(relay, admin_client, make_c
     assert page.count('class="badge badge-test"') == 2  # beside the status and the event
     assert "badge-test" not in admin_client.get(f"/log/{real.public_id}").get_data(as_text=True)
     assert resend.resend(test, None).test is True
+
+
+def test_back_to_the_log_returns_to_the_search_the_user_came_from(support_client,
+                                                                  make_message):
+    """A message opened from a search links back to that very search; a `back` that is not
+    a Log search on this site is ignored (plain Log)."""
+    import html as html_module
+    import re
+
+    message = make_message(reference="ORD-2026-000777", status="failed")
+    listing = support_client.get("/log/?q=ORD-2026-000777&status=failed").get_data(
+        as_text=True)
+    link = html_module.unescape(re.search(
+        rf'href="(/log/{message.public_id}\?back=[^"]+)"', listing).group(1))
+    page = support_client.get(link).get_data(as_text=True)
+    assert 'href="/log/?q=ORD-2026-000777&amp;status=failed">← Log' in page
+    fragment = support_client.get("/log/?q=ORD-2026", headers={"HX-Request": "true"})
+    assert "?back=/log/?q%3DORD-2026" in fragment.get_data(as_text=True)  # the htmx search
+    for foreign in ("https://evil.example/log/?q=x", "//evil.example/log/", "/users/",
+                    "/log/\\evil", "javascript:alert(1)"):
+        page = support_client.get(f"/log/{message.public_id}",
+                                  query_string={"back": foreign}).get_data(as_text=True)
+        assert 'href="/log/">← Log' in page, foreign
