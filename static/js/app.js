@@ -83,3 +83,37 @@ document.addEventListener("click", function (event) {
   document.addEventListener("toggle", later, true);  // a <details> opened or closed
   window.addEventListener("resize", later);
 })();
+
+// An email preview (iframe.preview[data-fit]) is as tall as the email, footer included,
+// instead of a fixed box that cuts it off. The frame stays sandboxed without scripts:
+// allow-same-origin only lets this script read the height of what it shows.
+(function () {
+  function fit(frame) {
+    var doc;
+    try { doc = frame.contentDocument; } catch (e) { return; }
+    if (!doc || !doc.documentElement) { return; }
+    var scrolled = window.scrollY;
+    frame.style.height = "0px";  // measure the content, not the frame's current height
+    frame.style.height = Math.max(doc.documentElement.scrollHeight, 80) + "px";
+    window.scrollTo(window.scrollX, scrolled);
+  }
+  function fitAll() {
+    document.querySelectorAll("iframe.preview[data-fit]").forEach(function (frame) {
+      if (frame.contentDocument && frame.contentDocument.readyState === "complete") {
+        fit(frame);
+      }
+    });
+  }
+  document.addEventListener("load", function (event) {  // load does not bubble: capture it
+    if (event.target.matches && event.target.matches("iframe.preview[data-fit]")) {
+      fit(event.target);
+    }
+  }, true);
+  document.addEventListener("DOMContentLoaded", fitAll);
+  window.addEventListener("resize", function () { window.requestAnimationFrame(fitAll); });
+  document.addEventListener("click", function (event) {
+    if (event.target.closest && event.target.closest("[data-preview-width]")) {
+      window.requestAnimationFrame(fitAll);  // the desktop/mobile toggle changes the width
+    }
+  });
+})();

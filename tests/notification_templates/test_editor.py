@@ -59,7 +59,7 @@ def test_editor_shows_the_default_its_variables_and_a_rendered_preview(admin_cli
     customer, _ = make_customer()
     body = admin_client.get(editor_url(customer)).get_data(as_text=True)
     assert "Ordine {{ order_number }} chiuso" in body
-    assert "{{ agent_name }}" in body and 'sandbox=""' in body and "srcdoc=" in body
+    assert "{{ agent_name }}" in body and 'sandbox="allow-same-origin"' in body and "srcdoc=" in body
     assert "Ordine ORD-2026-00421 chiuso" in body  # the rendered subject
     assert 'hx-trigger="input delay:400ms"' in body
     assert admin_client.get(editor_url(customer, event="nope")).status_code == 404
