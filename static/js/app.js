@@ -117,3 +117,25 @@ document.addEventListener("click", function (event) {
     }
   });
 })();
+
+// Suppressions: a search answer that arrives while a row's Lift form is open (typed before
+// the click, answered after) must not redraw that row and lose what was being typed. The
+// open row is kept in place through htmx's hx-preserve; when the answer no longer lists that
+// entry, the table is left as it is until the form is sent or cancelled.
+document.addEventListener("htmx:beforeSwap", function (event) {
+  var target = event.detail.target;
+  if (!target || target.id !== "suppressions-results" || !event.detail.shouldSwap) { return; }
+  var open = target.querySelectorAll("tr.suppression-lift[id]");
+  if (!open.length) { return; }
+  var answer = document.createElement("template");
+  answer.innerHTML = event.detail.serverResponse;
+  for (var i = 0; i < open.length; i++) {
+    var row = answer.content.getElementById(open[i].id);
+    if (!row) {
+      event.detail.shouldSwap = false;
+      return;
+    }
+    row.setAttribute("hx-preserve", "true");
+  }
+  event.detail.serverResponse = answer.innerHTML;
+});
