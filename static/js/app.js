@@ -38,7 +38,11 @@ document.addEventListener("click", function (event) {
   function setOpen(button, open) {
     var menu = document.getElementById(button.getAttribute("aria-controls"));
     button.setAttribute("aria-expanded", open ? "true" : "false");
-    if (menu) { menu.classList.toggle("open", open); }
+    if (!menu) { return; }
+    menu.classList.toggle("open", open);
+    if (!open) {  // a closed menu opens again as it was first shown: the gear menu folded
+      menu.querySelectorAll("details[open]").forEach(function (d) { d.removeAttribute("open"); });
+    }
   }
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll(".nav-toggle").forEach(function (button) {
@@ -60,12 +64,13 @@ document.addEventListener("click", function (event) {
   });
 })();
 
-// A table wider than the screen scrolls inside its .table-scroll box: make such a box
-// focusable, so keyboard users can scroll it too (and only then: no extra tab stops).
+// A table wider than the screen scrolls inside its .table-scroll box, a long raw report
+// inside its <pre>: make such a box focusable, so keyboard users can scroll it too (and only
+// then: no extra tab stops).
 (function () {
   function markScrollable() {
-    document.querySelectorAll(".table-scroll").forEach(function (box) {
-      if (box.scrollWidth > box.clientWidth + 1) {
+    document.querySelectorAll(".table-scroll, main pre").forEach(function (box) {
+      if (box.scrollWidth > box.clientWidth + 1 || box.scrollHeight > box.clientHeight + 1) {
         box.setAttribute("tabindex", "0");
       } else {
         box.removeAttribute("tabindex");
