@@ -23,7 +23,9 @@ _OVERFLOW = """() => ({
   scroll: document.documentElement.scrollWidth, inner: window.innerWidth,
   wide: Array.from(document.querySelectorAll("body *"))
     .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1
-                 && !e.closest(".table-scroll") && getComputedStyle(e).position !== "fixed")
+                 && getComputedStyle(e).position !== "fixed"
+                 // inside a scrolling box only what escapes it (positioned outside it)
+                 && (!e.closest(".table-scroll") || getComputedStyle(e).position === "absolute"))
     .slice(0, 5).map(e => e.tagName.toLowerCase() + (e.id ? "#" + e.id : "")
                           + (e.className && typeof e.className === "string" ? "." + e.className.trim().replace(/\\s+/g, ".") : "")),
 })"""
