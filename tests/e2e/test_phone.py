@@ -294,3 +294,25 @@ def test_a_late_search_answer_never_loses_a_half_filled_lift_form(
     expect(reason).to_have_value("the customer's IT recreated the mailb")
     phone.locator("tr.suppression-lift").get_by_role("button", name="Cancel").click()
     expect(phone.locator("tr.suppression-lift")).to_have_count(0)
+
+
+def test_the_italian_header_is_never_squeezed(app, live_server, browser, browser_context_args,
+                                               make_user):
+    """At every width the Italian header fits the window and the language picker shows its
+    whole word ("Italiano", not "I")."""
+    admin = make_user("admin", language="it")
+    context = open_context(browser, browser_context_args, width=PHONE)
+    page = context.new_page()
+    log_in(page, live_server, admin.email)
+    for width in (PHONE, 800, 1024, DESKTOP):
+        page.set_viewport_size({"width": width, "height": 844})
+        menu = page.get_by_role("button", name="Menu")
+        if menu.is_visible() and menu.get_attribute("aria-expanded") == "false":
+            menu.click()
+        picker = page.get_by_role("combobox", name="Lingua")
+        shown = picker.evaluate("s => s.getBoundingClientRect().width >= s.scrollWidth - 1"
+                                " && s.getBoundingClientRect().width > 90")
+        assert shown, f"the language picker is squeezed at {width} px"
+        assert_in_view(picker)
+        assert_fits(page, f"the header at {width} px")
+    context.close()
