@@ -17,6 +17,16 @@ STATUS_LABELS = {
     "bounced": _l("bounced"),
     "opened": _l("opened"),
 }
+# Timeline steps that are not statuses (a status step shows its badge).
+STEP_LABELS = {
+    "expired": _l("expired"),
+    "released": _l("released"),
+    "resent": _l("resent"),
+    "bounce": _l("bounce"),
+    "delayed": _l("delivery delayed"),
+    "complaint": _l("complaint"),
+    "report": _l("report"),
+}
 ROLE_LABELS = {"admin": _l("admin"), "support": _l("support"), "billing": _l("billing")}
 EVENT_LABELS = {
     "user_invitation": _l("User invitation"),
@@ -61,6 +71,7 @@ def init_app(app: Flask) -> None:
             "role_label": role_label,
             "event_label": lambda e: str(EVENT_LABELS.get(e, e)),
             "mode_label": lambda m: str(MODE_LABELS.get(m, m)),
+            "step_label": lambda s: str(STEP_LABELS.get(s, s)),
         }
 
     app.jinja_env.filters["role_label"] = role_label

@@ -122,3 +122,20 @@ def test_back_to_the_log_returns_to_the_search_the_user_came_from(support_client
         page = support_client.get(f"/log/{message.public_id}",
                                   query_string={"back": foreign}).get_data(as_text=True)
         assert 'href="/log/">← Log' in page, foreign
+
+
+def test_the_timeline_speaks_the_readers_language(app, make_user, login, make_customer):
+    """Held, then released when sending is turned back on: steps and details in Italian."""
+    from dashboard.notifications import CATALOG
+    from dashboard.services import sending
+
+    customer, _ = make_customer("NERI", "Neri")
+    sending.set_customer(customer, False)
+    [message] = messages.enqueue(customer, "order_closed", "a@example.com", "ORD-5", "it",
+                                 dict(CATALOG["order_closed"]["sample"], order_number="ORD-5"))
+    sending.set_customer(customer, True)
+    italian = login(app.test_client(), make_user("support", language="it"))
+    html = italian.get(f"/log/{message.public_id}").get_data(as_text=True)
+    assert "invio disattivato per il cliente NERI" in html  # the held step's detail
+    assert ">rilasciato<" in html and "invio riattivato" in html  # the released step
+    assert ">released<" not in html and "sending turned back on" not in html
