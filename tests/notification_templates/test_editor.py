@@ -47,7 +47,7 @@ def test_each_template_link_is_named_by_its_event_and_language(admin_client, mak
     """Twelve links, twelve names ("Order closed in Italian: default"), not twelve "default"."""
     make_customer(code="ROSSI")
     body = admin_client.get("/templates/?customer=ROSSI", headers=HX).get_data(as_text=True)
-    links = re.findall(r'<a href="/templates/ROSSI/[^"]+">(.*?)</a>', body, re.S)
+    links = re.findall(r'<a class="slot-link" href="/templates/ROSSI/[^"]+">(.*?)</a>', body, re.S)
     names = [" ".join(re.sub(r"<[^>]+>", " ", link).split()) for link in links]
     assert len(names) == len(set(names)) == 12, names
     assert "Order closed in Italian: default" in names
