@@ -73,10 +73,11 @@ def create_app(config: dict | None = None) -> Flask:
     with app.app_context():
         init_engine_events(db.engine)
 
-    from . import auth, errors, security, ui
+    from . import auth, errors, reasons, security, ui
 
     auth.init_app(app)
     ui.init_app(app)
+    reasons.init_app(app)
     errors.init_app(app)
     security.init_app(app)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Flask, abort, current_app, g, request
+from flask import Flask, abort, current_app, g, redirect, request
 from flask_login import current_user, login_url
 
 from .extensions import db, login_manager
@@ -52,12 +52,39 @@ def view_access(view) -> tuple[str, frozenset[str]]:
     return "none", frozenset()
 
 
-def _htmx_page() -> str | None:
-    """The local path of the page an htmx request came from (to return to after login)."""
-    parts = urlsplit(request.headers.get("HX-Current-URL", ""))
-    if parts.netloc and parts.netloc != request.host:
+def _local(url: str | None) -> str | None:
+    """The same-site path (and query) of `url`, None for another site or nothing."""
+    parts = urlsplit(url or "")
+    if not parts.path or (parts.netloc and parts.netloc != request.host):
         return None
-    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def _return_to() -> str | None:
+    """Where to come back after logging in again: the page (and search) the user was on.
+
+    An htmx GET that refines the page it came from (a search or a pager: same path, its own
+    query) is the search the user wants; any other htmx request, or a form posted after the
+    session expired, returns to the page it came from, not to an address that only accepts
+    POST."""
+    here = request.full_path if request.query_string else request.path
+    if request.method == "GET" and not request.headers.get("HX-Request"):
+        return here
+    came_from = _local(request.headers.get("HX-Current-URL") or request.referrer)
+    if request.method == "GET" and (came_from is None or (
+            request.query_string and urlsplit(came_from).path == request.path)):
+        return here
+    return came_from
+
+
+def login_again():
+    """Send an anonymous visitor (an expired session) to the login form, to come back to
+    the page and search they were on."""
+    target = login_url(login_manager.login_view, _return_to())
+    if request.headers.get("HX-Request"):
+        # a redirect would swap the login page into the fragment: send the whole tab there
+        return client_redirect(target)
+    return redirect(target)
 
 
 def _check_access():
@@ -71,10 +98,7 @@ def _check_access():
     if kind in ("public", "api"):
         return None
     if not current_user.is_authenticated:
-        if request.headers.get("HX-Request"):
-            # a redirect would swap the login page into the fragment: send the whole tab there
-            return client_redirect(login_url(login_manager.login_view, _htmx_page()))
-        return login_manager.unauthorized()
+        return login_again()
     if kind == "none" or current_user.role not in allowed:
         g.required_roles = sorted(allowed - {"admin"}) or ["admin"]
         abort(403)

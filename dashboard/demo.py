@@ -17,6 +17,8 @@ from email import message_from_bytes, policy
 import click
 from flask import Flask, current_app
 
+from .notifications import CATALOG
+
 log = logging.getLogger(__name__)
 
 DEMO_PASSWORD = "postino-demo"
@@ -118,7 +120,7 @@ def start_sinks():
     return relay, customer
 
 
-def seed(customer_smtp_port: int) -> bool:
+def seed(customer_smtp_port: int, messages: int = 360) -> bool:
     """Seed demo data into an empty database; returns False when data already exists."""
     from sqlalchemy import select
 
@@ -129,7 +131,7 @@ def seed(customer_smtp_port: int) -> bool:
     if db.session.scalar(select(User).limit(1)) is not None:
         return False
     for email, role, name in DEMO_USERS:
-        users.create_user(email, role, DEMO_PASSWORD, name=name, language="it")
+        users.create_user(email, role, DEMO_PASSWORD, name=name, language=None)
 
     specs = [
         ("ROSSI", "Ferramenta Rossi S.r.l.", "standard", {}),
@@ -153,7 +155,7 @@ def seed(customer_smtp_port: int) -> bool:
         created.append(customer)
         log.info("demo customer %s API key: %s", code, key)
     db.session.commit()
-    _seed_history(created)
+    _seed_history(created, messages)
     _seed_interventions({c.code: c for c in created})
     return True
 
@@ -201,11 +203,29 @@ def _seed_interventions(by_code: dict) -> None:
     db.session.commit()
 
 
-def _seed_history(customer_list) -> None:
+# Rendering is the slow part of seeding: each (customer, event, language) is rendered once with
+# this stand-in for the reference, which is then replaced by each message's own.
+_STAND_IN = "REF-STAND-IN"
+
+
+def _data(event: str, reference: str | None) -> dict:
+    """The event's sample data, with the message's reference as its number (an order's email
+    shows the number the Log knows it by, so the number a customer quotes is found)."""
+    data = dict(CATALOG[event]["sample"])
+    if event == "order_closed" and reference:
+        data.update(order_number=reference, link=f"https://app.example.com/orders/{reference}")
+    elif event == "activity_closed" and reference:
+        data["link"] = f"https://app.example.com/activities/{reference}"
+    elif event == "document_sent" and reference:
+        data["link"] = f"https://app.example.com/documents/{reference}"
+    return data
+
+
+def _seed_history(customer_list, count: int = 360) -> None:
     """A few hundred messages over the last 25 days, in every status, with timelines."""
+    from . import reasons
     from .extensions import db
     from .models import BounceReport, Message, MessageEvent, SuppressionRemoval, utcnow
-    from .notifications import CATALOG
     from .services import fault, modes, render, suppressions
 
     rng = random.Random(42)
@@ -222,15 +242,10 @@ def _seed_history(customer_list) -> None:
     rendered_cache: dict = {}
     bounced_addresses: list[tuple[str, object, object]] = []
     unknown_user = fault.Verdict(fault.RECIPIENT_PERMANENT, "unknown_user", True)
-    for n in range(360):
+    for n in range(count):
         customer = rng.choice(customer_list)
         event = rng.choice(events)
         language = customer.default_language
-        key = (customer.id, event, language)
-        if key not in rendered_cache:
-            rendered_cache[key] = render.render_notification(
-                customer, event, language, CATALOG[event]["sample"])
-        rendered = rendered_cache[key]
         status = rng.choice(statuses)
         if customer.code == "NERI":  # Neri's sending is off: its recent mail is held
             status = "held" if n % 3 == 0 else rng.choice(["sent", "delivered", "failed"])
@@ -245,11 +260,19 @@ def _seed_history(customer_list) -> None:
         reference = (f"ORD-2026-{rng.randint(100, 9999):05d}" if event == "order_closed"
                      else f"ACT-{rng.randint(1000, 9999)}" if event == "activity_closed"
                      else f"DOC-{rng.randint(100, 999)}" if event == "document_sent" else None)
+        data = _data(event, reference)
+        key = (customer.id, event, language)
+        if key not in rendered_cache:
+            rendered_cache[key] = render.render_notification(
+                customer, event, language, _data(event, _STAND_IN))
+        rendered = rendered_cache[key]
+        subject, html, text = (part.replace(_STAND_IN, reference or "")
+                               for part in (rendered.subject, rendered.html, rendered.text))
         message = Message(
             customer_id=customer.id, event=event, reference=reference, language=language,
             recipient=address, from_header=modes.from_header(customer, event),
-            subject=rendered.subject, html_body=rendered.html, text_body=rendered.text,
-            data=CATALOG[event]["sample"], transport=customer.sending_mode,
+            subject=subject, html_body=html, text_body=text,
+            data=data, transport=customer.sending_mode,
             template_source=rendered.source, status=status, created_at=created,
             updated_at=created, attempts=0,
         )
@@ -286,17 +309,19 @@ def _seed_history(customer_list) -> None:
         if status == "failed":
             message.attempts = 1
             message.last_smtp_code, message.last_smtp_text = 550, "5.1.1 No such user"
-            message.status_reason = "refused by the server at rcpt"
+            message.status_reason = reasons.encode("refused", stage="rcpt")
             message.fault_class, message.fault_reason = fault.RECIPIENT_PERMANENT, "unknown_user"
             timeline.append(("failed", at, 550, "5.1.1 No such user", message.status_reason))
         if status == "suppressed":
             entry = suppressions.suppress(address, "hard_bounce", customer, smtp_code="5.1.1",
                                           diagnostic="User unknown (demo)", verdict=unknown_user)
             message.suppression_id = entry.id
-            message.status_reason = "recipient on the suppression list (hard_bounce)"
+            message.status_reason = reasons.encode("suppressed",
+                                                   reason=reasons.suppression("hard_bounce"))
             timeline = [("suppressed", created, None, None, message.status_reason)]
         if status == "held":
-            message.status_reason = f"sending is off for customer {customer.code}"
+            message.status_reason = reasons.encode("customer_sending_off",
+                                                   customer=customer.code)
             timeline = [("held", created, None, None, message.status_reason)]
         if status == "queued":
             message.next_attempt_at = created  # the worker sends these in its first sweep

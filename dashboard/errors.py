@@ -5,6 +5,7 @@ import logging
 
 from flask import Flask, current_app, g, jsonify, make_response, render_template, request
 from flask_babel import gettext as _
+from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -55,6 +56,12 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def _csrf(error):
+        from .auth import login_again, view_access
+
+        view = app.view_functions.get(request.endpoint or "")
+        if not current_user.is_authenticated and view_access(view)[0] == "roles":
+            # the session (and its CSRF token) expired: log in again, then back to the page
+            return login_again()
         return _render_error(
             400, _("Form expired"), _("The form was stale or tampered with. Reload and try again.")
         )

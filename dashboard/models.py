@@ -361,6 +361,8 @@ class Message(db.Model):
     resend_of_id: Mapped[int | None] = mapped_column(ForeignKey("message.id"), index=True)
     resent_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
     suppression_id: Mapped[int | None] = mapped_column(ForeignKey("suppression.id"))
+    # a test email (customer page, template editor): shown as such, not as the event it borrows
+    test: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     customer: Mapped[Customer] = relationship()
     events: Mapped[list[MessageEvent]] = relationship(

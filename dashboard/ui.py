@@ -19,6 +19,16 @@ STATUS_LABELS = {
     "bounced": _l("bounced"),
     "opened": _l("opened"),
 }
+# Timeline steps that are not statuses (a status step shows its badge).
+STEP_LABELS = {
+    "expired": _l("expired"),
+    "released": _l("released"),
+    "resent": _l("resent"),
+    "bounce": _l("bounce"),
+    "delayed": _l("delivery delayed"),
+    "complaint": _l("complaint"),
+    "report": _l("report"),
+}
 ROLE_LABELS = {"admin": _l("admin"), "support": _l("support"), "billing": _l("billing")}
 EVENT_LABELS = {
     "user_invitation": _l("User invitation"),
@@ -74,6 +84,7 @@ def init_app(app: Flask) -> None:
             "mode_label": lambda m: str(MODE_LABELS.get(m, m)),
             "fault_class_label": class_label,
             "fault_reason_label": reason_label,
+            "step_label": lambda s: str(STEP_LABELS.get(s, s)),
         }
 
     app.jinja_env.filters["role_label"] = role_label

@@ -331,6 +331,50 @@ def test_anonymous_visitors_are_sent_to_login_with_the_page_as_next(en_client):
     assert response.headers["Location"] == "/login?next=%2Fusers%2F"
 
 
+@pytest.mark.parametrize("request_kind, expected_next", [
+    # a plain page: itself, with its search
+    ({"path": "/log/?q=ORD-7&status=failed"}, "/log/?q=ORD-7&status=failed"),
+    # an htmx search refining the page it came from: the search just typed
+    ({"path": "/log/?q=ORD-77", "headers": {
+        "HX-Request": "true", "HX-Current-URL": "http://localhost/log/?q=ORD-7"}},
+     "/log/?q=ORD-77"),
+    # any other htmx request (the banners' poll, a lift form): the page on screen
+    ({"path": "/banners", "headers": {
+        "HX-Request": "true", "HX-Current-URL": "http://localhost/suppressions/?q=rossi"}},
+     "/suppressions/?q=rossi"),
+    # a form posted after the session expired: the page it was posted from, not the POST url
+    ({"path": "/language", "method": "POST", "headers": {
+        "Referer": "http://localhost/log/?q=ORD-7"}}, "/log/?q=ORD-7"),
+    # …and never another site
+    ({"path": "/language", "method": "POST", "headers": {"Referer": "https://evil.example/x"}},
+     None),
+])
+def test_an_expired_session_returns_to_the_search_after_login(en_client, make_user,
+                                                              request_kind, expected_next):
+    """Logging in again lands on the search the user was looking at."""
+    from urllib.parse import parse_qs, urlsplit
+
+    response = en_client.open(request_kind["path"], method=request_kind.get("method", "GET"),
+                              headers=request_kind.get("headers", {}))
+    location = response.headers.get("HX-Redirect") or response.headers["Location"]
+    query = parse_qs(urlsplit(location).query)
+    assert urlsplit(location).path == "/login"
+    assert query.get("next", [None])[0] == expected_next
+    user = make_user("admin")
+    after = en_client.post(location, data={"email": user.email, "password": PASSWORD})
+    assert after.headers["Location"] == (expected_next or "/")
+
+
+def test_a_form_posted_after_the_session_expired_asks_to_log_in_again(app, en_client):
+    """With CSRF on, the stale form's token no longer matches: instead of "Form expired",
+    the login form, then back to the page the form was on."""
+    app.config["WTF_CSRF_ENABLED"] = True
+    response = en_client.post("/suppressions/1/lift", data={"reason": "x"},
+                              headers={"HX-Request": "true",
+                                       "HX-Current-URL": "http://localhost/suppressions/?q=a"})
+    assert response.headers["HX-Redirect"] == "/login?next=%2Fsuppressions%2F%3Fq%3Da"
+
+
 def test_remember_me_is_off_by_default(en_client, make_user):
     """Without ticking the box no long-lived cookie is set, and the box is unticked."""
     page = en_client.get("/login").get_data(as_text=True)

@@ -40,6 +40,24 @@ def test_demo_seed_has_every_role_mode_and_status(app):
     assert seed(customer_smtp_port=2526) is False  # a second start keeps the data
 
 
+def test_every_demo_order_email_shows_its_own_reference(app):
+    """The number in a demo order's subject, body and link is the reference the Log shows."""
+    assert seed(customer_smtp_port=2526, messages=60) is True
+    orders = db.session.scalars(select(Message).where(Message.event == "order_closed")).all()
+    assert len({m.reference for m in orders}) > 5
+    for message in orders:
+        assert message.data["order_number"] == message.reference
+        assert message.reference in message.subject
+        assert message.reference in message.html_body and message.reference in message.text_body
+        assert "ORD-2026-00421" not in message.html_body + message.text_body
+
+
+def test_demo_staff_have_no_language_of_their_own(app):
+    """Demo logins follow the browser's language until they pick one in the header."""
+    seed(customer_smtp_port=2526, messages=1)
+    assert set(db.session.scalars(select(User.language))) == {None}
+
+
 @pytest.mark.slow
 def test_flask_demo_serves_the_dashboard_and_delivers_to_its_sink(tmp_path):
     """`flask demo` starts, prints its URL and logins, and its worker sends queued mail."""

@@ -176,6 +176,24 @@ def test_a_user_who_picks_italian_sees_italian(app, make_user, login):
     assert user.language == "it"
 
 
+@pytest.mark.parametrize("accept, lang, picked", [("en-US,en;q=0.9", "en", "English"),
+                                                 ("it-IT,it;q=0.9", "it", "Italiano")])
+def test_after_login_a_user_who_never_chose_follows_the_browser(app, make_user, login, accept,
+                                                                 lang, picked):
+    """No stored choice: the pages after login keep the browser's language, and the picker
+    shows it; nothing is stored until the user picks."""
+    user = make_user("support")
+    assert user.language is None
+    client = app.test_client()
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = accept
+    login(client, user)
+    html = client.get("/").get_data(as_text=True)
+    assert f'<html lang="{lang}"' in html
+    assert f'selected>{picked}</option>' in html
+    db.session.refresh(user)
+    assert user.language is None
+
+
 def test_the_users_choice_wins_over_the_browser(app, make_user, login):
     """An English-speaking user on an Italian browser keeps English."""
     user = make_user("support", language="en")

@@ -211,6 +211,19 @@ def test_an_admin_cannot_deactivate_themselves(admin_en, admin):
     assert admin_en.get("/users/").status_code == 200
 
 
+def test_an_admin_is_not_offered_to_deactivate_or_demote_themselves(admin_en, admin,
+                                                                     make_user):
+    """Their own row has no Deactivate button and a fixed role; a colleague's row has both."""
+    colleague = make_user("support")
+    html = admin_en.get("/users/").get_data(as_text=True)
+    own = html[html.index(f'id="user-{admin.id}"'):]
+    own = own[:own.index("</tr>")]
+    other = html[html.index(f'id="user-{colleague.id}"'):]
+    other = other[:other.index("</tr>")]
+    assert "Deactivate" not in own and "(you)" in own and "disabled" in own
+    assert "Deactivate" in other and "disabled" not in other
+
+
 def test_an_admin_cannot_drop_their_own_admin_role(admin_en, admin):
     """Nobody locks themselves out of the Users page by accident."""
     response = admin_en.post(f"/users/{admin.id}", data={"role": "support"}, headers=HTMX)

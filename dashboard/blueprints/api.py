@@ -10,6 +10,7 @@ from flask import Blueprint, g, jsonify, request
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
+from .. import reasons
 from ..auth import api_view
 from ..errors import api_error
 from ..extensions import csrf, db
@@ -46,7 +47,7 @@ def _message_json(message, with_events: bool = False) -> dict:
             "created_at": message.created_at.isoformat(),
             "events": [
                 {"at": e.at.isoformat(), "type": e.type, "smtp_code": e.smtp_code,
-                 "smtp_text": e.smtp_text, "detail": e.detail,
+                 "smtp_text": e.smtp_text, "detail": reasons.english(e.detail) or None,
                  # who was at fault (services.fault codes), on refusals and reports
                  "fault_class": (e.data or {}).get("fault_class"),
                  "fault_reason": (e.data or {}).get("fault_reason")}

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 from flask import Blueprint, abort, current_app, flash, redirect, request, url_for
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user
 from sqlalchemy import func, select
 
@@ -387,8 +388,9 @@ def sending(code: str):
     customer = _customer(code)
     enabled = request.form.get("enabled") == "1"
     released = sending_service.set_customer(customer, enabled, current_user)
-    message = (_("Sending is on for this customer; %(n)d held messages went back to the queue.",
-                 n=released) if enabled else
+    message = (ngettext("Sending is on for this customer; %(num)d held message went back to "
+                        "the queue.", "Sending is on for this customer; %(num)d held messages "
+                        "went back to the queue.", released) if enabled else
                _("Sending is off for this customer: its messages are held."))
     return _switches_response(customer, message)
 
@@ -409,8 +411,9 @@ def resume(code: str):
     """Resume a paused customer: its held mail goes back to the queue (audited)."""
     customer = _customer(code)
     released = sending_service.resume_customer(customer, current_user)
-    message = _("%(name)s resumed; %(n)d held messages went back to the queue.",
-                name=customer.name, n=released)
+    message = ngettext("%(name)s resumed; %(num)d held message went back to the queue.",
+                       "%(name)s resumed; %(num)d held messages went back to the queue.",
+                       released, name=customer.name)
     return _switches_response(customer, message)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, request, url_for
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -79,7 +80,8 @@ def turn_on():
         released = sending.set_customer(customer, True, actor=current_user)
     else:
         released = sending.set_global(True, actor=current_user)
-    return _answer(query, _("Sending is on: %(n)d held messages released.", n=released))
+    return _answer(query, ngettext("Sending is on: %(num)d held message released.",
+                                   "Sending is on: %(num)d held messages released.", released))
 
 
 @bp.route("/resume", methods=["POST"])
@@ -89,8 +91,9 @@ def resume():
     query = _query(request.form)
     customer = _customer_or_404(request.form.get("code", ""))
     released = sending.resume_customer(customer, actor=current_user)
-    return _answer(query, _("%(name)s resumed: %(n)d held messages released.",
-                            name=customer.name, n=released))
+    return _answer(query, ngettext("%(name)s resumed: %(num)d held message released.",
+                                   "%(name)s resumed: %(num)d held messages released.",
+                                   released, name=customer.name))
 
 
 @bp.route("/lift", methods=["POST"])

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import csv
 import io
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, abort, flash, redirect, request, stream_with_context, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
+from .. import reasons
 from ..auth import roles
 from ..extensions import db, htmx
 from ..htmx import render, stop_polling, trigger
@@ -23,6 +25,26 @@ CSV_COLUMNS = ("created_at", "message_id", "customer", "event", "reference", "re
                "last_smtp_text", "sent_at", "transport", "resend_of", "fault_class",
                "fault_reason")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _log_search(url: str | None) -> str | None:
+    """`url` when it is a search of the Log on this site (path and query only), else None."""
+    if not url or any(c == "\\" or ord(c) < 32 or ord(c) == 127 for c in url):
+        return None
+    parts = urlsplit(url)
+    if parts.scheme or (parts.netloc and parts.netloc != request.host):
+        return None
+    if parts.path != url_for("log.index"):
+        return None
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+@bp.context_processor
+def _back_to_search():
+    """`log_back`: the Log search on screen, for links to a message that lead back to it."""
+    if request.endpoint == "log.index":
+        return {"log_back": request.full_path if request.query_string else None}
+    return {"log_back": _log_search(request.headers.get("HX-Current-URL"))}
 
 
 def _field_errors(errors: dict[str, str]) -> dict[str, str]:
@@ -77,6 +99,8 @@ def _timeline(message: Message, resends: list[Message]) -> list[dict]:
 def _message_context(message: Message, **extra) -> dict:
     resends = resend_service.resends_of(message)
     return {
+        # the search the user came from ("← Log" returns to it); safe same-site paths only
+        "back": _log_search(request.values.get("back")),
         "message": message,
         "resends": resends,
         "timeline": _timeline(message, resends),
@@ -93,7 +117,8 @@ def message(public_id: str):
     found = db.session.scalar(select(Message).where(Message.public_id == public_id[:64]))
     if found is None:
         return render("log/missing.html", status=404, public_id=public_id,
-                      retention_days=settings.get("retention_days"))
+                      retention_days=settings.get("retention_days"),
+                      back=_log_search(request.args.get("back")))
     return render("log/message.html", **_message_context(found))
 
 
@@ -114,12 +139,14 @@ def resend(public_id: str):
             flash(_("Not resent: %(address)s is on the suppression list.",
                     address=original.recipient) if suppression is not None
                   else _("Not resent: %(error)s", error=exc.message), "error")
-            return redirect(url_for("log.message", public_id=original.public_id))
+            return redirect(url_for("log.message", public_id=original.public_id,
+                                    back=_log_search(request.form.get("back"))))
         return _resend_answer(original, None, target, 422, refused=True,
                               suppression=suppression, error=exc.message)
     if not htmx:
         flash(_("Resent as a new message."), "success")
-        return redirect(url_for("log.message", public_id=copy.public_id))
+        return redirect(url_for("log.message", public_id=copy.public_id,
+                                back=_log_search(request.form.get("back"))))
     return trigger(_resend_answer(original, copy, target), "message-resent",
                    {"id": copy.public_id})
 
@@ -153,13 +180,15 @@ def export():
         writer.writerow(CSV_COLUMNS)
         yield "\ufeff" + buffer.getvalue()
         resend_ids: dict[int, str] = {}
+        words: dict[str, str] = {}  # stored reason → English, once per distinct reason
         for row in log_search.iter_matches(search, columns=columns):
             buffer.seek(0)
             buffer.truncate()
             writer.writerow([_cell(v) for v in (
                 row.created_at.isoformat(), row.public_id, codes.get(row.customer_id, ""),
                 row.event, row.reference, row.recipient, row.subject, row.status,
-                row.status_reason, row.attempts, row.last_smtp_code, row.last_smtp_text,
+                _reason(row.status_reason, words), row.attempts, row.last_smtp_code,
+                row.last_smtp_text,
                 row.sent_at.isoformat() if row.sent_at else "", row.transport,
                 _public_id(row.resend_of_id, resend_ids), row.fault_class,
                 row.fault_reason)])
@@ -169,6 +198,15 @@ def export():
     return Response(stream_with_context(generate()), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"',
                              "Content-Type": "text/csv; charset=utf-8"})
+
+
+def _reason(stored: str | None, words: dict[str, str]) -> str:
+    """A status reason in English, like the other machine-readable columns of the export."""
+    if not stored:
+        return ""
+    if stored not in words:
+        words[stored] = reasons.english(stored)
+    return words[stored]
 
 
 def _cell(value) -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, request, url_for
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user
 
 from ..auth import roles
@@ -55,7 +56,9 @@ def sending(state: str):
         abort(404)
     released = sending_service.set_global(state == "on", current_user)
     if state == "on":
-        message = _("Sending is on. %(n)d held messages went back to the queue.", n=released)
+        message = ngettext("Sending is on. %(num)d held message went back to the queue.",
+                           "Sending is on. %(num)d held messages went back to the queue.",
+                           released)
     else:
         message = _("Sending is off: new and queued messages are held, nothing is lost.")
     if request.headers.get("HX-Request"):

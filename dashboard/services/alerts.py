@@ -8,6 +8,7 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import select
 
+from .. import reasons
 from ..extensions import db
 from ..models import Alert, Customer, User, utcnow
 
@@ -30,7 +31,10 @@ def staff_customer() -> Customer:
 
 def raise_alert(cause: str, text: str, customer: Customer | None = None,
                 reason: str | None = None) -> Alert:
-    """Open (or keep) the alert for `cause` and email administrators if not done this hour."""
+    """Open (or keep) the alert for `cause` and email administrators if not done this hour.
+
+    `text` and `reason` are stored reasons (`reasons.encode`), or plain text: the banner and
+    the email put them into their reader's language."""
     now = utcnow()
     alert = db.session.scalar(
         select(Alert).where(Alert.cause == cause, Alert.cleared_at.is_(None)))
@@ -67,17 +71,20 @@ def _notify_admins(customer: Customer | None, reason: str, alert: Alert) -> None
         return
     base = current_app.config.get("POSTINO_PUBLIC_URL", "").rstrip("/")
     link = f"{base}/customers/{customer.code}" if customer else f"{base}/jobs/"
+    staff = staff_customer()
     data = {
         "company_name": customer.name if customer else "Postino",
-        "reason": reason,
+        # the email is rendered once, now, in the staff customer's language: so is the reason
+        "reason": reasons.in_language(reason, staff.default_language or "it"),
         "since": alert.raised_at.strftime("%d/%m/%Y %H:%M UTC"),
         "link": link,
     }
-    messages.enqueue(staff_customer(), "processing_blocked", admins[:50], reference=alert.cause,
+    messages.enqueue(staff, "processing_blocked", admins[:50], reference=alert.cause,
                      data=data, commit=False)
 
 
 def processing_blocked(customer: Customer, reason: str) -> Alert:
     """A customer was paused: alert the administrators."""
     return raise_alert(f"paused:{customer.id}",
-                       f"Processing blocked for {customer.name}: {reason}", customer, reason)
+                       reasons.encode("customer_blocked_alert", name=customer.name,
+                                      reason=reason), customer, reason)

@@ -5,9 +5,11 @@ from dataclasses import dataclass, field
 
 from flask import url_for
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from sqlalchemy import func, select
 from werkzeug.routing import BuildError
 
+from .. import reasons
 from ..extensions import db
 from ..models import Alert, Customer, Message
 from . import settings
@@ -23,6 +25,9 @@ class Banner:
     action_label: str | None = None
     action_roles: tuple[str, ...] = field(default=("admin",))
     confirm: str | None = None
+
+    def __post_init__(self):
+        self.text = reasons.tidy(self.text)  # a name or reason ending in "." inside a sentence
 
 
 def _url(endpoint: str, **values) -> str | None:
@@ -45,14 +50,16 @@ def active_banners() -> list[Banner]:
     banners: list[Banner] = []
     if not settings.sending_enabled():
         banners.append(Banner(
-            _("Sending is off: %(n)d messages held.", n=held_count()), "danger",
+            ngettext("Sending is off: %(num)d message held.",
+                     "Sending is off: %(num)d messages held.", held_count()), "danger",
             _url("settings.sending", state="on"), _("Turn sending on"),
         ))
     paused = db.session.scalars(select(Customer).where(Customer.paused.is_(True))).all()
     for customer in paused:
         banners.append(Banner(
             _("Processing blocked for %(name)s: %(reason)s. Its mail is held.",
-              name=customer.name, reason=customer.paused_reason or _("paused")), "danger",
+              name=customer.name, reason=reasons.text(customer.paused_reason) or _("paused")),
+            "danger",
             _url("customers.resume", code=customer.code), _("Resume"),
         ))
     alerts = db.session.scalars(
@@ -68,6 +75,6 @@ def active_banners() -> list[Banner]:
                 "retried; check the relay account (MAIL_USERNAME, its sending limit and its "
                 "send-as rights).", words=alert.text), "danger"))
         elif alert.cause not in health.CAUSES:
-            banners.append(Banner(alert.text, "warning"))
+            banners.append(Banner(reasons.text(alert.text), "warning"))
     banners.extend(health.banners(alerts))
     return banners

@@ -416,7 +416,7 @@ def send_test(customer: Customer, to: str, actor: User | None = None) -> Message
         "message": f"Test email for {customer.name}, sending mode {customer.sending_mode}.",
     })
     [message] = messages.enqueue(customer, TEST_EVENT, address, reference="test-email",
-                                 data=sample, actor=actor)
+                                 data=sample, actor=actor, test=True)
     audit.record("customer.test_email", actor, "message", message.public_id,
                  after={"to": address, "sending_mode": customer.sending_mode},
                  customer_id=customer.id)

@@ -14,9 +14,11 @@ from datetime import datetime, timedelta
 
 from flask import url_for
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from sqlalchemy import func, or_, select
 from werkzeug.routing import BuildError
 
+from .. import reasons
 from ..addresses import normalise
 from ..extensions import db
 from ..models import (
@@ -61,6 +63,11 @@ class Verdict:
     evidence: list[str] = field(default_factory=list)
     actions: list[Action] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
+
+    def __post_init__(self):
+        # names and reasons are pasted into sentences: "… S.p.A.." must read "… S.p.A."
+        self.title, self.text = reasons.tidy(self.title), reasons.tidy(self.text)
+        self.evidence = [reasons.tidy(line) for line in self.evidence]
 
 
 @dataclass
@@ -120,7 +127,10 @@ def parse_query(address: str | None, reference: str | None) -> tuple[str | None,
     address = (address or "").strip() or None
     reference = (reference or "").strip() or None
     if address is not None:
-        address = normalise(address, "address")
+        try:
+            address = normalise(address, "address")
+        except ServiceError:  # the validator's own words are English only
+            raise ServiceError(_("Enter a valid email address."), "address") from None
     if reference is not None:
         reference = messages.parse_reference(reference)
     if address is None and reference is None:
@@ -217,7 +227,7 @@ def _sending_verdict(customers: list[Customer], found: list[Message]) -> Verdict
                 _("No user of this customer receives notifications: its processing was blocked "
                   "since %(since)s because %(reason)s. Its messages are held; resume it once "
                   "the cause is fixed.", since=_when(customer.paused_at),
-                  reason=customer.paused_reason or _("of repeated errors")),
+                  reason=reasons.text(customer.paused_reason) or _("of repeated errors")),
                 evidence=_held_evidence(customer, held),
                 actions=[Action("resume", _("Resume %(name)s", name=customer.name),
                                 url_or_none("doctor.resume"), values={"code": customer.code},
@@ -235,8 +245,9 @@ def _sending_verdict(customers: list[Customer], found: list[Message]) -> Verdict
 def _held_evidence(customer: Customer, held: list[Message]) -> list[str]:
     from .banners import held_count
 
-    return [_("%(n)d messages of %(name)s are held.", n=held_count(customer.id),
-              name=customer.name)]
+    return [ngettext("%(num)d message of %(name)s is held.",
+                     "%(num)d messages of %(name)s are held.", held_count(customer.id),
+                     name=customer.name)]
 
 
 def _customer_link(customer: Customer) -> list[Action]:
@@ -269,9 +280,12 @@ def _spam_verdict(found: list[Message]) -> Verdict:
         evidence.append(_("Delivery confirmed by the recipient's server at %(when)s.",
                           when=_when(accepted.delivered_at)))
     if accepted.open_count or accepted.opened_at:
-        evidence.append(_("Opened %(n)d times, first at %(when)s (opens are approximate: "
-                          "some mail programs block images, others open every message).",
-                          n=accepted.open_count or 1, when=_when(accepted.opened_at)))
+        evidence.append(ngettext(
+            "Opened once, at %(when)s (opens are approximate: some mail programs block "
+            "images, others open every message).",
+            "Opened %(num)d times, first at %(when)s (opens are approximate: some mail "
+            "programs block images, others open every message).",
+            accepted.open_count or 1, when=_when(accepted.opened_at)))
     else:
         evidence.append(_("Not opened yet, as far as Postino can tell (opens are approximate: "
                           "many mail programs block images)."))
@@ -656,14 +670,17 @@ def _temporary_verdict(found: list[Message]) -> Verdict:
     deferred = [m for m in found if m.status == "deferred"]
     evidence = []
     for m in deferred:
-        evidence.append(_("%(id)s: deferred after %(n)d attempts (%(answer)s); next retry at "
-                          "%(when)s.", id=m.public_id, n=m.attempts,
-                          answer=_answer(m.last_smtp_code, m.last_smtp_text),
-                          when=_when(m.next_attempt_at)))
+        evidence.append(ngettext(
+            "%(id)s: deferred after %(num)d attempt (%(answer)s); next retry at %(when)s.",
+            "%(id)s: deferred after %(num)d attempts (%(answer)s); next retry at %(when)s.",
+            m.attempts, id=m.public_id, answer=_answer(m.last_smtp_code, m.last_smtp_text),
+            when=_when(m.next_attempt_at)))
     for m in failed:
-        evidence.append(_("%(id)s: failed after %(n)d attempts: %(reason)s (%(answer)s).",
-                          id=m.public_id, n=m.attempts, reason=m.status_reason or _("refused"),
-                          answer=_answer(m.last_smtp_code, m.last_smtp_text)))
+        evidence.append(ngettext(
+            "%(id)s: failed after %(num)d attempt: %(reason)s (%(answer)s).",
+            "%(id)s: failed after %(num)d attempts: %(reason)s (%(answer)s).",
+            m.attempts, id=m.public_id, reason=reasons.text(m.status_reason) or _("refused"),
+            answer=_answer(m.last_smtp_code, m.last_smtp_text)))
     if failed:
         return Verdict(
             "temporary", "red", _("Delivery failed"),
@@ -686,7 +703,9 @@ def _temporary_verdict(found: list[Message]) -> Verdict:
     pending = [m for m in found if m.status in ("queued", "sending")]
     if pending:
         return Verdict("temporary", "green", _("Waiting in the queue"),
-                       _("%(n)d messages are queued and will be sent shortly.", n=len(pending)),
+                       ngettext("%(num)d message is queued and will be sent shortly.",
+                                "%(num)d messages are queued and will be sent shortly.",
+                                len(pending)),
                        messages=pending)
     return Verdict("temporary", "green", _("No temporary problem"),
                    _("No message read is deferred or failed."))
@@ -698,8 +717,10 @@ def _nothing_verdict(address: str | None, reference: str | None, customer: Custo
                      days: int) -> Verdict:
     """No message matched within the retention period: maybe it never reached Postino."""
     what = " · ".join(filter(None, [address, reference]))
-    text = _("Postino has no message for %(what)s in the last %(days)d days (the retention "
-             "period; older messages are deleted).", what=what, days=days)
+    text = ngettext("Postino has no message for %(what)s in the last %(num)d day (the "
+                    "retention period; older messages are deleted).",
+                    "Postino has no message for %(what)s in the last %(num)d days (the "
+                    "retention period; older messages are deleted).", days, what=what)
     if customer is not None:
         text += " " + _("Only messages of %(name)s were searched.", name=customer.name)
     return Verdict(

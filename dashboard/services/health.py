@@ -9,6 +9,7 @@ from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import func, select
 
+from .. import reasons
 from ..extensions import db
 from ..models import PENDING_STATUSES, Alert, Customer, Message, utcnow
 from . import alerts, jobs
@@ -95,22 +96,23 @@ def check(now: datetime | None = None) -> dict:
              "paused": 0, "raised": 0, "cleared": 0}
     heartbeat = found["heartbeat_seconds"]
     if heartbeat is not None and heartbeat > HEARTBEAT_ALERT_SECONDS:
-        alerts.raise_alert(WORKER_CAUSE, f"No worker heartbeat for {int(heartbeat // 60)} "
-                           f"minutes: mail is not being sent.")
+        alerts.raise_alert(WORKER_CAUSE, reasons.encode("worker_heartbeat",
+                                                        minutes=int(heartbeat // 60)))
         found["raised"] += 1
     else:
         found["cleared"] += alerts.clear(WORKER_CAUSE)
     backlog = _age(oldest_due(now), now)
     found["backlog_seconds"] = backlog
     if backlog is not None and backlog > BACKLOG_ALERT_SECONDS:
-        alerts.raise_alert(BACKLOG_CAUSE, f"The oldest due message has waited "
-                           f"{int(backlog // 60)} minutes to be sent.")
+        alerts.raise_alert(BACKLOG_CAUSE, reasons.encode("queue_backlog",
+                                                         minutes=int(backlog // 60)))
         found["raised"] += 1
     else:
         found["cleared"] += alerts.clear(BACKLOG_CAUSE)
     paused = db.session.scalars(select(Customer).where(Customer.paused.is_(True))).all()
     for customer in paused:
-        alerts.processing_blocked(customer, customer.paused_reason or "paused")
+        alerts.processing_blocked(customer, customer.paused_reason
+                                  or reasons.encode("processing_blocked"))
         found["raised"] += 1
     found["paused"] = len(paused)
     still_paused = {f"paused:{customer.id}" for customer in paused}
@@ -129,7 +131,7 @@ def alert_text(alert: Alert) -> str:
                  "Check that `flask worker` runs.")
     if alert.cause == BACKLOG_CAUSE:
         return _("Mail is waiting: the oldest due message has waited over 15 minutes.")
-    return alert.text
+    return reasons.text(alert.text)
 
 
 def banners(open_alerts: list[Alert]) -> list:

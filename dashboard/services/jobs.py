@@ -211,7 +211,7 @@ _background: dict[str, threading.Thread] = {}
 
 
 def job_label(job_id: str) -> str:
-    """A scheduled job's name in the reader's language."""
+    """A scheduled job's name in the reader's language (a job without one reads as words)."""
     from flask_babel import gettext as _
 
     labels = {
@@ -220,8 +220,9 @@ def job_label(job_id: str) -> str:
         "suppression_expiry": _("Soft-suppression expiry"),
         "health_check": _("Health check"),
         "dkim_check": _("DKIM records check"),
+        "overview_rollup": _("Home chart totals"),
     }
-    return labels.get(job_id, job_id)
+    return labels.get(job_id) or job_id.replace("_", " ").capitalize()
 
 
 def describe_schedule(definition: dict) -> str:

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 
+from .. import reasons
 from ..addresses import check_header_value, normalise
 from ..extensions import db
 from ..models import (
@@ -129,18 +130,19 @@ def hold_reason(customer: Customer, sending_enabled: bool | None = None) -> str 
     if sending_enabled is None:
         sending_enabled = settings.sending_enabled()
     if not sending_enabled:
-        return "sending is off for everyone (Settings)"
+        return reasons.encode("sending_off")
     if not customer.sending_enabled:
-        return f"sending is off for customer {customer.code}"
+        return reasons.encode("customer_sending_off", customer=customer.code)
     if customer.paused:
-        reason = customer.paused_reason or "processing blocked"
-        return f"customer {customer.code} is paused: {reason}"
+        return reasons.encode("customer_paused", customer=customer.code,
+                              reason=customer.paused_reason or reasons.encode(
+                                  "processing_blocked"))
     return None
 
 
 def enqueue(customer: Customer, event: str, to, reference=None, language=None, data=None,
             attachments=None, *, resend_of: Message | None = None, actor: User | None = None,
-            commit: bool = True) -> list[Message]:
+            commit: bool = True, test: bool = False) -> list[Message]:
     """Validate, render once, and store one message per recipient (queued/held/suppressed)."""
     if event not in EVENTS:
         raise ServiceError(f"unknown event; one of: {', '.join(EVENTS)}", "event")
@@ -152,18 +154,26 @@ def enqueue(customer: Customer, event: str, to, reference=None, language=None, d
         data = {}
     if not isinstance(data, dict):
         raise ServiceError("'data' must be an object", "data")
+    if reference is None and event == "order_closed" and data.get("order_number") is not None:
+        # The customer quotes the number the email shows: without a reference of its own, the
+        # order number is the reference, so support finds the message by it.
+        try:
+            reference = parse_reference(data["order_number"])
+        except ServiceError:
+            reference = None
     files = parse_attachments(attachments, event)
     language = render.pick_language(customer, language)
     rendered = render.render_notification(customer, event, language, data)
     return store(customer, event, recipients, reference, language, data, rendered, files,
-                 resend_of=resend_of, actor=actor, commit=commit)
+                 resend_of=resend_of, actor=actor, commit=commit, test=test)
 
 
 def store(customer: Customer, event: str, recipients: list[str], reference: str | None,
           language: str, data: dict, rendered: render.Rendered, files: list[Attachment],
           *, resend_of: Message | None = None, actor: User | None = None,
-          commit: bool = True) -> list[Message]:
-    """Store rendered messages, deciding for each: suppressed, held, or queued."""
+          commit: bool = True, test: bool = False) -> list[Message]:
+    """Store rendered messages, deciding for each: suppressed, held, or queued (`test`: a
+    staff member's test email, shown as such)."""
     now = utcnow()
     held = hold_reason(customer)
     from_header = modes.from_header(customer, event)
@@ -179,6 +189,7 @@ def store(customer: Customer, event: str, recipients: list[str], reference: str 
             template_version_id=rendered.template_version_id, template_source=rendered.source,
             created_at=now, attempts=0, message_id_header=f"<{public_id}@{domain}>",
             resend_of=resend_of, resent_by_id=actor.id if (actor and resend_of) else None,
+            test=test,
         )
         message.envelope_from = modes.envelope_from(customer, message)
         db.session.add(message)
@@ -187,14 +198,15 @@ def store(customer: Customer, event: str, recipients: list[str], reference: str 
                                              content_type=item.content_type,
                                              size=len(item.content), content=item.content))
         if resend_of is not None:
-            add_event(message, "resent", detail=f"resend of {resend_of.public_id}", actor=actor,
-                      at=now)
+            add_event(message, "resent", detail=reasons.encode("resend_of", id=resend_of.public_id),
+                      actor=actor, at=now)
         with db.session.no_autoflush:
             entry = suppressions.active_for(address, customer, now)
         if entry is not None:
             message.status = "suppressed"
             message.suppression_id = entry.id
-            message.status_reason = f"recipient on the suppression list ({entry.reason})"
+            message.status_reason = reasons.encode("suppressed",
+                                                   reason=reasons.suppression(entry.reason))
             add_event(message, "suppressed", detail=message.status_reason, at=now)
         elif held:
             message.status = "held"
@@ -243,7 +255,7 @@ def release_held(customer: Customer | None = None, actor: User | None = None) ->
             continue
         db.session.execute(MessageEvent.__table__.insert(), [
             {"message_id": i, "type": "released", "at": now,
-             "detail": "sending turned back on", "actor_id": actor.id if actor else None}
+             "detail": reasons.encode("released"), "actor_id": actor.id if actor else None}
             for i in ids
         ])
         db.session.commit()

@@ -57,7 +57,7 @@ def resend(message: Message, actor: User | None, note: str | None = None,
     note = (note or "").strip()[:500] or None
     (copy,) = messages.store(customer, message.event, [message.recipient], message.reference,
                              message.language, message.data or {}, rendered, files,
-                             resend_of=message, actor=actor, commit=False)
+                             resend_of=message, actor=actor, commit=False, test=message.test)
     audit.record("message.resend", actor, "message", copy.public_id,
                  before={"original": message.public_id},
                  after={"message": copy.public_id, "status": copy.status,

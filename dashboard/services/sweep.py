@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
+from .. import reasons
 from ..database import release_tuned, tune_sqlite
 from ..extensions import db
 from ..models import Customer, Message, MessageAttachment, MessageEvent, Suppression, utcnow
@@ -295,9 +296,9 @@ def hold_blocked() -> int:
         blocked = select(Customer.id).where(
             or_(Customer.sending_enabled.is_(False), Customer.paused.is_(True)))
         query = query.where(Message.customer_id.in_(blocked))
-        reason = "sending is off for this customer, or it is paused"
+        reason = reasons.encode("customer_blocked")
     else:
-        reason = "sending is off for everyone (Settings)"
+        reason = reasons.encode("sending_off")
     return _transition(query, "held", "held", reason, reason)
 
 
@@ -305,8 +306,8 @@ def expire_held() -> int:
     """Held messages older than the maximum age fail as expired (never silently dropped)."""
     cutoff = utcnow() - timedelta(hours=float(settings.get("max_age_hours")))
     query = select(Message.id).where(Message.status == "held", Message.created_at < cutoff)
-    return _transition(query, "failed", "expired", "expired while held",
-                       "expired: held longer than the maximum age")
+    return _transition(query, "failed", "expired", reasons.encode("expired_while_held"),
+                       reasons.encode("expired_held"))
 
 
 class _Transports:
@@ -495,13 +496,12 @@ def _process(message: Message, batch: _Batch, transports: _Transports,
             events.append(_event(message, "held", detail=reason, at=now))
             result.held += 1
         elif message.created_at + batch.max_age < now:
-            _finish(message, "failed",
-                    status_reason="expired: not delivered within the maximum age")
+            _finish(message, "failed", status_reason=reasons.encode("expired_max_age"))
             events.append(_event(message, "expired", detail=message.status_reason, at=now))
             result.failed += 1
         elif (entry := batch.suppression_for(message, customer)) is not None:
-            _finish(message, "suppressed", status_reason=f"recipient on the suppression list "
-                    f"({entry.reason})")
+            _finish(message, "suppressed", status_reason=reasons.encode(
+                "suppressed", reason=reasons.suppression(entry.reason)))
             message.suppression_id = entry.id
             events.append(_event(message, "suppressed", detail=message.status_reason, at=now))
             result.suppressed += 1
@@ -845,7 +845,7 @@ def _record(message: Message, customer: Customer, outcome: Outcome, batch: _Batc
         _note_entry(message, send_outcomes.record_recipient(message, outcome, decision), batch)
     next_at = now + next_delay(message.attempts, batch.schedule)
     if next_at > message.created_at + batch.max_age:
-        _finish(message, "failed", status_reason="expired: retries exhausted")
+        _finish(message, "failed", status_reason=reasons.encode("expired_retries"))
         message.next_attempt_at = None
         _note_entry(message, send_outcomes.record_recipient(message, outcome, decision,
                                                             expired=True), batch)

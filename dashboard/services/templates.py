@@ -295,7 +295,7 @@ def send_test(customer: Customer, event: str, language: str, source: dict, data:
         origin, version_id = "test of unsaved edit", None
     rendered = render.Rendered(subject, html, text, version_id, origin)
     [message] = messages.store(customer, event, [address], TEST_REFERENCE, language, data,
-                               rendered, [], actor=actor, commit=False)
+                               rendered, [], actor=actor, commit=False, test=True)
     audit.record("template.test", actor, "message", message.public_id,
                  after={"to": address, "source": origin}, note=f"{event}/{language}",
                  customer_id=customer.id)

@@ -15,6 +15,7 @@ from flask import current_app
 from itsdangerous import BadSignature, Signer
 from sqlalchemy import select, update
 
+from .. import reasons
 from ..extensions import db
 from ..models import Message, utcnow
 from .messages import add_event
@@ -105,8 +106,7 @@ def record_open(token: str, at: datetime | None = None) -> bool:
                                   Message.status.in_(("sent", "delivered")))
             .values(status="opened").execution_options(synchronize_session=False))
         message = db.session.get(Message, message_id)
-        add_event(message, "opened", at=at,
-                  detail="first open (approximate: image blocking and privacy proxies)")
+        add_event(message, "opened", at=at, detail=reasons.encode("first_open"))
     else:
         db.session.execute(
             update(Message).where(Message.id == message_id)

@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 
+from dashboard import reasons
 from dashboard.extensions import db
 from dashboard.models import AuditEntry, Message, Suppression, SuppressionRemoval, utcnow
 from dashboard.services import ServiceError, doctor, sending, settings, suppressions
@@ -240,7 +241,8 @@ def test_a_message_failed_after_retries_is_cause_d_with_resend(app, fault_relay,
     db.session.commit()
     sweep()
     message = db.session.get(Message, message.id)
-    assert message.status == "failed" and "retries exhausted" in message.status_reason
+    assert message.status == "failed"
+    assert "retries exhausted" in reasons.english(message.status_reason)
     verdict = doctor.diagnose("busy@example.com").verdict("temporary")
     assert verdict.colour == "red"
     [resend] = verdict.actions

@@ -223,3 +223,37 @@ def test_the_doctor_asks_which_customer_when_several_wrote_to_the_address(
     assert response.status_code == 422
     assert "minutes spent (more than 0)" in response.get_data(as_text=True)
     assert db.session.get(Suppression, entry.id).lifted_at is None
+
+
+def test_one_message_read_is_said_in_the_singular(support_client, make_customer, notify):
+    """'1 message read', '1 message is queued': plurals follow the number."""
+    customer, _ = make_customer()
+    notify(customer, "anna@example.com", sweep_now=False)
+    page = support_client.get("/doctor/?address=anna@example.com").get_data(as_text=True)
+    assert "1 message read in the last 30 days." in page
+    assert "1 message is queued and will be sent shortly." in page
+    assert "1 messages" not in page
+
+
+def test_a_name_ending_in_a_full_stop_does_not_double_it(app, make_user, login,
+                                                          support_client, make_customer,
+                                                          notify):
+    """'Bianchi Distribuzione S.p.A.' ends the doctor's sentences with one full stop, in
+    English and in Italian (where the name ends more sentences)."""
+    customer, _ = make_customer("BIANCHI", "Bianchi Distribuzione S.p.A.")
+    sending.set_customer(customer, False)
+    notify(customer, "anna@example.com", sweep_now=False)
+    italian = login(app.test_client(), make_user("support", language="it"))
+    for client in (support_client, italian):
+        for query in ("address=anna@example.com", "address=nobody@example.com&customer=BIANCHI"):
+            page = client.get(f"/doctor/?{query}").get_data(as_text=True)
+            assert "S.p.A." in page and "S.p.A.." not in page
+    page = support_client.get("/doctor/?address=anna@example.com").get_data(as_text=True)
+    assert "Most likely:</strong> Sending is off for Bianchi Distribuzione S.p.A.\n" in page
+
+
+def test_a_bad_address_is_explained_in_the_users_language(app, make_user, login):
+    """The address validator speaks English only: the doctor says it in the user's words."""
+    italian = login(app.test_client(), make_user("support", language="it"))
+    page = italian.get("/doctor/?address=not-an-address").get_data(as_text=True)
+    assert "Inserisci un indirizzo email valido." in page and "@-sign" not in page

@@ -39,8 +39,9 @@ def test_support_finds_an_order_opens_it_resends_and_sees_the_new_row(
     expect(page.locator("#log-summary")).to_contain_text("1 message")
 
     rows.first.get_by_role("link").click()
-    page.wait_for_url(f"{live_server}/log/{wanted.public_id}")
-    expect(page.locator("iframe.preview")).to_have_attribute("sandbox", "")
+    # the message remembers the search it was opened from ("← Log" goes back to it)
+    page.wait_for_url(re.compile(rf"/log/{wanted.public_id}\?back=/log/\?q%3D"))
+    expect(page.locator("iframe.preview")).to_have_attribute("sandbox", "allow-same-origin")
     page.fill("input[name=note]", "ticket 4411")
     page.locator("#resends button[type=submit]").click()
     expect(page.locator("#resends")).to_contain_text("Resent as a new message")

@@ -22,7 +22,7 @@ def test_the_message_page_shows_what_was_actually_sent(relay, support_client, ma
                      message.message_id_header, message.subject, "badge-sent"):
         assert expected.replace("<", "&lt;").replace(">", "&gt;").replace('"', "&#34;") in html \
             or expected in html, expected
-    assert 'sandbox=""' in html and "srcdoc=" in html
+    assert 'sandbox="allow-same-origin"' in html and "srcdoc=" in html  # never allow-scripts
     assert "250" in html  # the relay's answer on the timeline
     assert "default" in html  # template version: the default template
     assert "30" in html and "retention" in html
@@ -71,3 +71,71 @@ def test_the_api_never_shows_another_customers_message(client, make_customer, ma
     response = client.get(url, headers={"Authorization": f"Bearer {other_key}"})
     assert response.status_code == 404
     assert response.get_json()["error"]["code"] == "not_found"
+
+
+def test_a_customer_test_email_is_recorded_as_a_test(relay, admin_client, make_customer,
+                                                     make_message):
+    """The customer page's test email borrows document_sent: the Log and the message page
+    show it as a test email, a real document_sent message not; a resend stays a test."""
+    from sqlalchemy import select
+
+    from dashboard.extensions import db
+    from dashboard.models import Message
+    from dashboard.services import resend
+
+    customer, _ = make_customer("ACME")
+    make_message(customer=customer, event="document_sent", reference="DOC-1",
+                 to="real@example.com")
+    admin_client.post("/customers/ACME/test-email", data={"to": "me@example.com"},
+                      headers={"HX-Request": "true"})
+    test = db.session.scalar(select(Message).where(Message.recipient == "me@example.com"))
+    real = db.session.scalar(select(Message).where(Message.recipient == "real@example.com"))
+    assert test.test is True and real.test is False
+    rows = admin_client.get("/log/?event=document_sent").get_data(as_text=True)
+    assert rows.count("badge-test") == 1
+    row = rows[rows.index(f'id="msg-{test.public_id}"'):]
+    assert "test email" in row[:row.index("</tr>")]
+    page = admin_client.get(f"/log/{test.public_id}").get_data(as_text=True)
+    assert page.count('class="badge badge-test"') == 2  # beside the status and the event
+    assert "badge-test" not in admin_client.get(f"/log/{real.public_id}").get_data(as_text=True)
+    assert resend.resend(test, None).test is True
+
+
+def test_back_to_the_log_returns_to_the_search_the_user_came_from(support_client,
+                                                                  make_message):
+    """A message opened from a search links back to that very search; a `back` that is not
+    a Log search on this site is ignored (plain Log)."""
+    import html as html_module
+    import re
+
+    message = make_message(reference="ORD-2026-000777", status="failed")
+    listing = support_client.get("/log/?q=ORD-2026-000777&status=failed").get_data(
+        as_text=True)
+    link = html_module.unescape(re.search(
+        rf'href="(/log/{message.public_id}\?back=[^"]+)"', listing).group(1))
+    page = support_client.get(link).get_data(as_text=True)
+    assert 'href="/log/?q=ORD-2026-000777&amp;status=failed">← Log' in page
+    fragment = support_client.get("/log/?q=ORD-2026", headers={"HX-Request": "true"})
+    assert "?back=/log/?q%3DORD-2026" in fragment.get_data(as_text=True)  # the htmx search
+    for foreign in ("https://evil.example/log/?q=x", "//evil.example/log/", "/users/",
+                    "/log/\\evil", "javascript:alert(1)"):
+        page = support_client.get(f"/log/{message.public_id}",
+                                  query_string={"back": foreign}).get_data(as_text=True)
+        assert 'href="/log/">← Log' in page, foreign
+
+
+def test_the_timeline_speaks_the_readers_language(app, make_user, login, make_customer):
+    """Held, then released when sending is turned back on: steps and details in Italian."""
+    from dashboard.notifications import CATALOG
+    from dashboard.services import sending
+
+    customer, _ = make_customer("NERI", "Neri")
+    sending.set_customer(customer, False)
+    [message] = messages.enqueue(customer, "order_closed", "a@example.com", "ORD-5", "it",
+                                 dict(CATALOG["order_closed"]["sample"], order_number="ORD-5"))
+    sending.set_customer(customer, True)
+    italian = login(app.test_client(), make_user("support", language="it"))
+    html = italian.get(f"/log/{message.public_id}").get_data(as_text=True)
+    assert "invio disattivato per il cliente NERI" in html  # the held step's detail
+    assert ">rilasciato<" in html and "invio riattivato" in html  # the released step
+    assert ">released<" not in html and "sending turned back on" not in html

@@ -165,7 +165,7 @@ def test_held_and_suppressed_rows_show_why(support_client, make_message):
                  status_reason="recipient on the suppression list (hard_bounce)")
     html = support_client.get("/log/?q=ORD-").get_data(as_text=True)
     assert "sending is off for customer ACME" in html
-    assert "recipient on the suppression list (hard_bounce)" in html
+    assert "recipient on the suppression list (hard bounce)" in html  # old rows: translated
     assert "badge-held" in html and "badge-suppressed" in html
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 from dashboard.extensions import db
-from dashboard.models import Template, TemplateVersion
+from dashboard.models import Message, Template, TemplateVersion
 from dashboard.services import templates as service
 
 HX = {"HX-Request": "true"}
@@ -43,12 +43,23 @@ def test_index_lists_every_event_and_language_of_the_chosen_customer(admin_clien
     assert "Choose a customer" in admin_client.get("/templates/").get_data(as_text=True)
 
 
+def test_each_template_link_is_named_by_its_event_and_language(admin_client, make_customer):
+    """Twelve links, twelve names ("Order closed in Italian: default"), not twelve "default"."""
+    make_customer(code="ROSSI")
+    body = admin_client.get("/templates/?customer=ROSSI", headers=HX).get_data(as_text=True)
+    links = re.findall(r'<a class="slot-link" href="/templates/ROSSI/[^"]+">(.*?)</a>', body, re.S)
+    names = [" ".join(re.sub(r"<[^>]+>", " ", link).split()) for link in links]
+    assert len(names) == len(set(names)) == 12, names
+    assert "Order closed in Italian: default" in names
+    assert "Password reset in English: default" in names
+
+
 def test_editor_shows_the_default_its_variables_and_a_rendered_preview(admin_client, make_customer):
     """The page carries the default source, the documented variables and a sandboxed preview."""
     customer, _ = make_customer()
     body = admin_client.get(editor_url(customer)).get_data(as_text=True)
     assert "Ordine {{ order_number }} chiuso" in body
-    assert "{{ agent_name }}" in body and 'sandbox=""' in body and "srcdoc=" in body
+    assert "{{ agent_name }}" in body and 'sandbox="allow-same-origin"' in body and "srcdoc=" in body
     assert "Ordine ORD-2026-00421 chiuso" in body  # the rendered subject
     assert 'hx-trigger="input delay:400ms"' in body
     assert admin_client.get(editor_url(customer, event="nope")).status_code == 404
@@ -163,6 +174,7 @@ def test_send_test_from_the_editor_links_to_the_message(admin_client, make_custo
     [got] = relay.wait_for(1)
     assert got.message["Subject"] == "Ordine ORD-2026-00421!"
     assert re.search(r'href="/log/[0-9A-Za-z_-]+"', body)
+    assert db.session.scalar(db.select(Message)).test  # shown as a test email in the Log
     refused = admin_client.post(editor_url(customer, suffix="/test"), headers=HX,
                                 data=form(to="not an address"))
     assert refused.status_code == 422 and "field-error" in refused.get_data(as_text=True)

@@ -27,6 +27,25 @@ def test_the_jobs_page_lists_every_scheduled_job_with_schedule_and_runs(admin_cl
     assert "Opens are approximate" in page
 
 
+def test_every_scheduled_job_has_a_human_title_in_both_languages(app, admin_client):
+    """No card is titled with a job's id (overview_rollup): each has words, in Italian too."""
+    from flask_babel import force_locale
+
+    from dashboard.scheduler import job_definitions
+
+    ids = [definition["id"] for definition in job_definitions(app)]
+    titles = {}
+    with app.test_request_context():
+        for language in ("en", "it"):
+            with force_locale(language):
+                titles[language] = [jobs.job_label(job_id) for job_id in ids]
+    for english, italian in zip(titles["en"], titles["it"], strict=True):
+        assert "_" not in english and english != italian  # a label of its own, translated
+    page = admin_client.get("/jobs/").get_data(as_text=True)
+    assert "<strong>Home chart totals</strong>" in page
+    assert "<strong>overview_rollup</strong>" not in page
+
+
 def test_the_jobs_page_is_for_admins_only(support_client):
     """Support staff are refused."""
     assert support_client.get("/jobs/").status_code == 403

@@ -95,6 +95,18 @@ def test_a_suppressed_recipient_is_answered_as_such(make_customer, api_post):
     assert [m["status"] for m in response.json["messages"]] == ["suppressed", "queued"]
 
 
+def test_an_order_without_a_reference_is_found_by_its_order_number(make_customer, api_post):
+    """order_closed without "reference": the order number the email shows becomes the
+    reference (what the customer will quote); an explicit reference is kept as given."""
+    _customer, key = make_customer()
+    body = _body(data=dict(ORDER, order_number="ORD-2026-00777"))
+    del body["reference"]
+    [created] = api_post(key, body).json["messages"]
+    [given] = api_post(key, _body(reference="INT-5", to="b@example.com")).json["messages"]
+    stored = {m.public_id: m.reference for m in db.session.scalars(select(Message))}
+    assert stored == {created["id"]: "ORD-2026-00777", given["id"]: "INT-5"}
+
+
 def test_another_customers_message_is_a_404(make_customer, api_post, client):
     """GET of a message id that belongs to someone else answers 404 and reveals nothing."""
     _, key_a = make_customer()

@@ -4,6 +4,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
+from dashboard import reasons
 from dashboard.extensions import db
 from dashboard.models import Message, utcnow
 from dashboard.services import messages, sending
@@ -68,7 +69,7 @@ def test_a_message_that_would_retry_past_24_hours_expires(app, smtp_server, poin
     assert message.status == "failed" and message.next_attempt_at is None
     event = message.events[-1]
     assert (event.type, event.smtp_code) == ("expired", 451)
-    assert "retries exhausted" in event.detail
+    assert "retries exhausted" in reasons.english(event.detail)
 
 
 def test_a_message_older_than_24_hours_is_expired_without_sending(app, relay, make_customer):

@@ -128,6 +128,22 @@ def test_the_lift_dialog_says_billable_before_confirming(support_client, bounce,
         SuppressionRemoval.id.desc())).billable
 
 
+def test_the_billable_warning_says_what_its_number_is(support_client, bounce, customer,
+                                                       make_user):
+    """The earlier removal's ticket is named as a ticket, in the warning and the history,
+    never a bare "(4711)"."""
+    bounce("postfix_hard.eml")
+    suppressions.lift(entry_for(), customer, "mailbox fixed", "4711", 5, make_user("support"))
+    bounce("postfix_hard.eml")
+    entry = entry_for()
+    body = support_client.get(f"/suppressions/{entry.id}/lift", headers=HX).get_data(
+        as_text=True)
+    assert "(ticket 4711)" in body and "(4711)" not in body
+    page = support_client.get("/suppressions/?q=mario.rossi@example.org&state=all").get_data(
+        as_text=True)
+    assert "mailbox fixed (ticket 4711)" in page
+
+
 def test_support_cannot_lift_a_complaint_but_an_admin_can(support_client, admin_client, bounce,
                                                           customer):
     """Complaint entries: 403 for support (no Lift button), lifted by an admin."""
