@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 from contextlib import contextmanager
 from datetime import UTC, timedelta
@@ -13,13 +11,9 @@ from sqlalchemy import func, select, update
 
 from ..extensions import db
 from ..models import JobRun, utcnow
+from .delivery.leases import worker_name
 
 log = logging.getLogger(__name__)
-
-
-def worker_name() -> str:
-    """host:pid of this process, used for leases and job runs."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def heartbeat_seconds() -> float:

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from dashboard.models import utcnow
 from dashboard.services import messages
-from dashboard.services.sweep import sweep
+from dashboard.services.delivery.sweep import sweep
 
 
 def test_the_message_page_shows_what_was_actually_sent(relay, support_client, make_customer):
@@ -127,7 +127,7 @@ def test_back_to_the_log_returns_to_the_search_the_user_came_from(support_client
 def test_the_timeline_speaks_the_readers_language(app, make_user, login, make_customer):
     """Held, then released when sending is turned back on: steps and details in Italian."""
     from dashboard.notifications import CATALOG
-    from dashboard.services import sending
+    from dashboard.services.delivery import sending
 
     customer, _ = make_customer("NERI", "Neri")
     sending.set_customer(customer, False)
