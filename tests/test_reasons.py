@@ -11,7 +11,8 @@ from dashboard import reasons
 from dashboard.extensions import db
 from dashboard.models import Alert, JobRun, Message, utcnow
 from dashboard.notifications import CATALOG
-from dashboard.services import health, messages, settings
+from dashboard.services import health, messages
+from dashboard.services.core import settings
 from dashboard.services.delivery import sending
 from dashboard.services.delivery.sweep import hold_blocked
 

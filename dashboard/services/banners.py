@@ -12,7 +12,7 @@ from werkzeug.routing import BuildError
 from .. import reasons
 from ..extensions import db
 from ..models import Alert, Customer, Message
-from . import settings
+from .core import settings
 
 
 @dataclass

@@ -15,7 +15,8 @@ from ..addresses import check_header_value, normalise
 from ..extensions import db
 from ..models import SENDING_MODES, Customer, Message, User
 from ..notifications import CATALOG
-from . import ServiceError, audit, interventions, messages
+from . import ServiceError, interventions, messages
+from .core import audit
 from .delivery import credentials
 from .delivery.transport import AUTHS, SECURITIES, ProbeStep, SmtpSettings, probe
 

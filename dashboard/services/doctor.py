@@ -30,7 +30,8 @@ from ..models import (
     normalise_reference,
     utcnow,
 )
-from . import ServiceError, fault, messages, settings, suppressions
+from . import ServiceError, fault, messages, suppressions
+from .core import settings
 from .fault_labels import class_label, reason_label
 
 MAX_MESSAGES = 50

@@ -11,7 +11,7 @@ from sqlalchemy import func, select, update
 
 from ..extensions import db
 from ..models import JobRun, utcnow
-from .delivery.leases import worker_name
+from .core.process import worker_name
 
 log = logging.getLogger(__name__)
 
@@ -293,7 +293,7 @@ def start_now(app, job_id: str, actor=None):
     Returns the time the request was made: its run is the first one started after it."""
     import threading
 
-    from . import audit
+    from .core import audit
 
     audit.record("job.run_now", actor, "job", job_id)
     db.session.commit()

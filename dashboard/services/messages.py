@@ -4,7 +4,6 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from datetime import datetime
 
 from sqlalchemy import select
 
@@ -16,13 +15,13 @@ from ..models import (
     Customer,
     Message,
     MessageAttachment,
-    MessageEvent,
     User,
     new_public_id,
     utcnow,
 )
 from ..notifications import LANGUAGES
 from . import ServiceError, render, suppressions
+from .core.timeline import add_event
 from .delivery import modes, verp
 from .delivery.sending import hold_reason
 
@@ -42,17 +41,6 @@ class Attachment:
     filename: str
     content_type: str
     content: bytes
-
-
-def add_event(message: Message, type_: str, *, code: int | None = None, text: str | None = None,
-              detail: str | None = None, actor: User | None = None, data: dict | None = None,
-              at: datetime | None = None) -> MessageEvent:
-    """Append one step to a message's timeline."""
-    event = MessageEvent(message=message, type=type_, smtp_code=code, smtp_text=text,
-                         detail=detail, actor_id=actor.id if actor else None, data=data,
-                         at=at or utcnow())
-    db.session.add(event)
-    return event
 
 
 def parse_recipients(value) -> list[str]:

@@ -17,7 +17,8 @@ from dashboard.models import (
     TransportBreaker,
     utcnow,
 )
-from dashboard.services import doctor, messages, settings
+from dashboard.services import doctor, messages
+from dashboard.services.core import settings
 from dashboard.services.delivery.sweep import sweep
 
 from .conftest import sample

@@ -5,7 +5,8 @@ import re
 
 from dashboard.extensions import db
 from dashboard.models import Message, Suppression, SuppressionRemoval
-from dashboard.services import settings, suppressions
+from dashboard.services import suppressions
+from dashboard.services.core import settings
 from dashboard.services.delivery import sending
 
 HTMX = {"HX-Request": "true"}

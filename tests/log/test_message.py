@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from dashboard.models import utcnow
 from dashboard.services import messages
+from dashboard.services.core import timeline
 from dashboard.services.delivery.sweep import sweep
 
 
@@ -32,7 +33,7 @@ def test_retry_times_and_smtp_answers_are_on_the_timeline(support_client, make_m
     """A deferred attempt shows its SMTP code, text and when the next attempt is due."""
     message = make_message(status="deferred", attempts=1)
     next_at = utcnow() + timedelta(minutes=5)
-    messages.add_event(message, "deferred", code=451, text="4.7.1 Try again later",
+    timeline.add_event(message, "deferred", code=451, text="4.7.1 Try again later",
                        data={"next_attempt_at": next_at.isoformat()})
     from dashboard.extensions import db
     db.session.commit()

@@ -13,7 +13,8 @@ from sqlalchemy.orm.util import identity_key
 
 from ...extensions import db
 from ...models import Customer, Message, MessageAttachment, Suppression, utcnow
-from .. import settings, suppressions
+from .. import suppressions
+from ..core import settings
 from . import modes
 from .leases import LeaseHeartbeat
 from .sending import hold_reason

@@ -50,7 +50,8 @@ from sqlalchemy.exc import IntegrityError
 from ...addresses import parse_sender
 from ...extensions import db
 from ...models import Customer, DkimKey, User, utcnow
-from .. import ServiceError, audit
+from .. import ServiceError
+from ..core import audit
 from . import credentials
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ def domain_of(address: str | None) -> str | None:
 
 def own_domains() -> list[str]:
     """The domains of our own senders (standard mode), from Settings."""
-    from .. import settings
+    from ..core import settings
 
     found = []
     for key in ("sender_notification", "sender_registration"):

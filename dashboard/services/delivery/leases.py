@@ -8,8 +8,6 @@ its server is.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -26,11 +24,6 @@ DUE_STATUSES = ("queued", "deferred")
 # connection's MAIL, then a fresh connection: TCP connect, banner, EHLO, STARTTLS, TLS
 # handshake, EHLO, AUTH LOGIN (3), MAIL, RCPT, DATA, the message, its answer; rounded up.
 SEND_REPLIES = 16
-
-
-def worker_name() -> str:
-    """host:pid of this process, used for leases and job runs."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def lease_seconds() -> int:

@@ -5,7 +5,7 @@ from flask import current_app
 
 from ...addresses import format_sender, parse_sender
 from ...models import Customer, Message
-from .. import settings
+from ..core import settings
 from . import credentials, verp
 from .transport import SmtpSettings, relay_settings
 

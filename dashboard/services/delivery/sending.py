@@ -7,7 +7,7 @@ from sqlalchemy import select, update
 from ... import reasons
 from ...extensions import db
 from ...models import Customer, Message, MessageEvent, User, utcnow
-from .. import audit, settings
+from ..core import audit, settings
 from . import signals
 
 

@@ -32,7 +32,8 @@ from sqlalchemy.exc import DBAPIError
 from ... import reasons
 from ...extensions import db
 from ...models import Customer, Message, MessageEvent, Suppression, utcnow
-from .. import settings
+from ..core import settings
+from ..core.process import worker_name
 from . import compose, outcomes
 from .batch import DEFAULT_SCHEDULE, Batch, Transports
 from .credentials import CredentialsError
@@ -45,7 +46,6 @@ from .leases import (
     lockable,
     release_claims,
     renew_lease,
-    worker_name,
 )
 from .outcome_writer import OutcomeWriter, event, save
 from .sending import release_held

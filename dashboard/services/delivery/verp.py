@@ -20,7 +20,7 @@ def _signature(public_id: str) -> str:
 
 def bounce_domain() -> str:
     """The bounce domain in force (Settings, else POSTINO_BOUNCE_DOMAIN)."""
-    from .. import settings
+    from ..core import settings
 
     return str(settings.get("bounce_domain")).strip().lower()
 

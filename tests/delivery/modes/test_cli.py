@@ -3,7 +3,7 @@ from sqlalchemy import select
 
 from dashboard.extensions import db
 from dashboard.models import AuditEntry
-from dashboard.services import settings
+from dashboard.services.core import settings
 
 
 def test_customer_settings_sets_customer_smtp(runner, make_customer):

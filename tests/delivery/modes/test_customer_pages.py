@@ -4,7 +4,7 @@ from sqlalchemy import select
 
 from dashboard.extensions import db
 from dashboard.models import ApiKey, AuditEntry, Message, Setting
-from dashboard.services import settings
+from dashboard.services.core import settings
 
 SMTP_FORM = {
     "sending_mode": "customer_smtp", "from_address": "notifiche@cliente.example",

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from flask import current_app
 
-from ..extensions import db
-from ..models import Setting, User
-from . import ServiceError, audit
+from ...extensions import db
+from ...models import Setting, User
+from .. import ServiceError
+from . import audit
 
 # key -> (config name supplying the default, or a literal default)
 DEFAULTS: dict[str, tuple[str | None, object]] = {

@@ -1,8 +1,8 @@
 """The audit log: who changed what, with before and after."""
 from __future__ import annotations
 
-from ..extensions import db
-from ..models import AuditEntry, User
+from ...extensions import db
+from ...models import AuditEntry, User
 
 SECRET_MARK = "(changed)"
 
