@@ -51,7 +51,7 @@ def fill(name: str, verp: str, recipient: str, public_id: str) -> bytes:
 
 def _corpus() -> tuple[list[bytes], list[tuple[str, int | None, str]]]:
     """The labelled bounce messages (CRLF) and send-time replies (stage, code, text)."""
-    from dashboard.services import fault
+    from dashboard.services.bounces import fault
 
     messages = [p.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
                 for p in sorted((CORPUS / "eml").glob("*.eml"))]
@@ -73,13 +73,13 @@ def _timed(work) -> tuple[float, float]:
 
 def classification(rounds: int) -> None:
     """Alternating rounds: every report parsed and classified, every reply classified."""
-    from dashboard.services import bounce_parsing, fault
+    from dashboard.services.bounces import fault, parsing
 
     messages, replies = _corpus()
 
     def reports() -> None:
         for raw in messages:
-            bounce_parsing.parse(raw)
+            parsing.parse(raw)
 
     def answers() -> None:
         for stage, code, text in replies:

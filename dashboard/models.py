@@ -348,7 +348,7 @@ class Message(db.Model):
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_smtp_code: Mapped[int | None] = mapped_column(Integer)
     last_smtp_text: Mapped[str | None] = mapped_column(Text)
-    # who was at fault for the last refusal or report (services.fault); empty once sent
+    # who was at fault for the last refusal or report (bounces.fault); empty once sent
     fault_class: Mapped[str | None] = mapped_column(String(24))
     fault_reason: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -453,7 +453,7 @@ class Suppression(db.Model):
     reason: Mapped[str] = mapped_column(String(20))  # hard_bounce soft_bounce complaint manual
     smtp_code: Mapped[str | None] = mapped_column(String(20))
     diagnostic: Mapped[str | None] = mapped_column(Text)
-    # the verdict that created the entry (services.fault): why the address is here
+    # the verdict that created the entry (bounces.fault): why the address is here
     fault_class: Mapped[str | None] = mapped_column(String(24))
     fault_reason: Mapped[str | None] = mapped_column(String(32))
     note: Mapped[str | None] = mapped_column(Text)
@@ -483,7 +483,7 @@ class BounceReport(db.Model):
     )
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customer.id"))
     recipient: Mapped[str] = mapped_column(String(320))
-    # hard soft failed delayed delivered auto_reply complaint unknown (bounce_parsing.KINDS)
+    # hard soft failed delayed delivered auto_reply complaint unknown (services.bounces.parsing.KINDS)
     kind: Mapped[str] = mapped_column(String(12))
     fault_class: Mapped[str | None] = mapped_column(String(24))
     fault_reason: Mapped[str | None] = mapped_column(String(32))

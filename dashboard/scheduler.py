@@ -43,7 +43,8 @@ def run_sweep() -> None:
 
 def run_suppression_expiry() -> None:
     """Job: lift expired soft-bounce suppressions (each kept as an automatic removal)."""
-    from .services import jobs, suppressions
+    from .services import jobs
+    from .services.bounces import suppressions
 
     with _app.app_context():
         with jobs.recorded("suppression_expiry") as run:

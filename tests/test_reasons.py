@@ -65,7 +65,7 @@ def test_the_sweep_holds_with_a_code_when_sending_is_off_for_everyone(app, make_
 
 def test_a_suppressed_message_names_the_list_reason_in_words(app, make_customer):
     """'recipient on the suppression list (hard bounce)', the reason itself translated."""
-    from dashboard.services import suppressions
+    from dashboard.services.bounces import suppressions
 
     customer, _ = make_customer()
     suppressions.suppress("gone@example.com", "hard_bounce", customer)

@@ -48,7 +48,7 @@ def _message_json(message, with_events: bool = False) -> dict:
             "events": [
                 {"at": e.at.isoformat(), "type": e.type, "smtp_code": e.smtp_code,
                  "smtp_text": e.smtp_text, "detail": reasons.english(e.detail) or None,
-                 # who was at fault (services.fault codes), on refusals and reports
+                 # who was at fault (bounces.fault codes), on refusals and reports
                  "fault_class": (e.data or {}).get("fault_class"),
                  "fault_reason": (e.data or {}).get("fault_reason")}
                 for e in message.events

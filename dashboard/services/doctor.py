@@ -3,7 +3,7 @@
 (a) sending off, (b) spam classification, (c) suppression list, (d) temporary problems;
 when no message is found within the retention period it says so. One function,
 `diagnose`, builds every verdict; the page, its actions and the tests all go through it.
-Refusals are read by who is at fault (services.fault): a refusal about us or the sender
+Refusals are read by who is at fault (bounces.fault): a refusal about us or the sender
 (DMARC, blocklist, spam filter, reputation) is cause (b), with the advice that fixes it;
 cause (c) is about the recipient's own faults.
 """
@@ -30,9 +30,10 @@ from ..models import (
     normalise_reference,
     utcnow,
 )
-from . import ServiceError, fault, messages, suppressions
+from . import ServiceError, messages
+from .bounces import fault, suppressions
+from .bounces.fault_labels import class_label, reason_label
 from .core import settings
-from .fault_labels import class_label, reason_label
 
 MAX_MESSAGES = 50
 ACCEPTED = ("sent", "delivered", "opened")

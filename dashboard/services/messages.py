@@ -20,7 +20,8 @@ from ..models import (
     utcnow,
 )
 from ..notifications import LANGUAGES
-from . import ServiceError, render, suppressions
+from . import ServiceError, render
+from .bounces import suppressions
 from .core.timeline import add_event
 from .delivery import modes, verp
 from .delivery.sending import hold_reason

@@ -13,8 +13,9 @@ from flask import Flask, current_app
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import JobRun, Message, Suppression, User, utcnow
-from . import ServiceError, log_search, messages, render, suppressions
+from ..models import Customer, JobRun, Message, Suppression, SuppressionRemoval, User, utcnow
+from . import ServiceError, log_search, messages, render
+from .bounces import suppressions
 from .core import audit
 from .core.process import worker_name
 
@@ -68,6 +69,21 @@ def resend(message: Message, actor: User | None, note: str | None = None,
     if commit:
         db.session.commit()
     return copy
+
+
+def lift_and_resend(entry: Suppression, customer: Customer | None, reason: str,
+                    ticket: str | None, minutes, actor: User | None) -> SuppressionRemoval:
+    """Lift an entry (suppressions.lift) and, in the same transaction, resend the last
+    message it held back: a new message with the original's rendered content, linked to it."""
+    removal = suppressions.lift(entry, customer, reason, ticket, minutes, actor, commit=False)
+    original = suppressions.last_suppressed_message(entry)
+    if original is not None:
+        try:
+            resend(original, actor, note="resent after lifting a suppression", commit=False)
+        except ResendRefused:
+            pass  # still suppressed in another scope: nothing to resend
+    db.session.commit()
+    return removal
 
 
 def resends_of(message: Message) -> list[Message]:

@@ -145,7 +145,7 @@ def test_one_report_for_two_messages_in_one_transaction(listener, sent_message):
 
 def test_the_raw_report_is_size_capped(post_report, sent_message):
     """A huge report is kept only up to the cap."""
-    from dashboard.services.bounces import RAW_LIMIT
+    from dashboard.services.bounces.intake import RAW_LIMIT
 
     message = sent_message()
     raw = report("postfix_hard.eml", message) + (b"X" * 70 + b"\r\n") * (RAW_LIMIT // 30)

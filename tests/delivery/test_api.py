@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from dashboard.extensions import db
 from dashboard.models import EVENTS, IdempotencyKey, Message
-from dashboard.services import suppressions
+from dashboard.services.bounces import suppressions
 
 from .conftest import counts, sample
 

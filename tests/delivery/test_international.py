@@ -8,7 +8,8 @@ from sqlalchemy import select
 
 from dashboard.extensions import db
 from dashboard.models import Message, Suppression
-from dashboard.services import log_search, messages, suppressions
+from dashboard.services import log_search, messages
+from dashboard.services.bounces import suppressions
 from dashboard.services.delivery.sweep import sweep
 
 from .conftest import sample

@@ -7,7 +7,8 @@ from playwright.sync_api import expect
 
 from dashboard.extensions import db
 from dashboard.models import SuppressionRemoval
-from dashboard.services import messages, suppressions
+from dashboard.services import messages
+from dashboard.services.bounces import suppressions
 
 from ..conftest import PASSWORD
 from ..doctor.conftest import ORDER_DATA

@@ -7,7 +7,8 @@ from playwright.sync_api import expect
 
 from dashboard.extensions import db
 from dashboard.models import BounceReport, Suppression, utcnow
-from dashboard.services import messages, suppressions
+from dashboard.services import messages
+from dashboard.services.bounces import suppressions
 
 from ..bounces.conftest import ORDER_DATA
 from .helpers import log_in

@@ -7,7 +7,8 @@ from playwright.sync_api import expect
 
 from dashboard.extensions import db
 from dashboard.models import SuppressionRemoval
-from dashboard.services import bounces, messages
+from dashboard.services import messages
+from dashboard.services.bounces import intake
 
 from ..bounces.conftest import ORDER_DATA, report
 from .helpers import log_in
@@ -21,7 +22,7 @@ def hard_bounce(customer) -> None:
     """A message to ADDRESS and a hard-bounce report for it, through intake."""
     [message] = messages.enqueue(customer, "order_closed", ADDRESS, reference="ORD-1",
                                  data=ORDER_DATA)
-    bounces.ingest(message.public_id, report("postfix_hard.eml", message))
+    intake.ingest(message.public_id, report("postfix_hard.eml", message))
 
 
 def test_support_lifts_an_address_and_sees_the_billable_warning_on_a_second_lift(

@@ -6,7 +6,7 @@ from sqlalchemy import select
 from dashboard.extensions import db
 from dashboard.models import AuditEntry, JobRun, Message, Template, TemplateVersion
 from dashboard.services import resend as resend_service
-from dashboard.services import suppressions
+from dashboard.services.bounces import suppressions
 from dashboard.services.delivery.sweep import sweep
 
 HX = {"HX-Request": "true"}

@@ -1,6 +1,6 @@
 """The suppression list: addresses we must not send to, why, and every lift of an entry.
 
-Rules (DESIGN.md): only the recipient's own permanent failure (services.fault's class
+Rules (DESIGN.md): only the recipient's own permanent failure (bounces.fault's class
 recipient_permanent) suppresses at once; recipient-side temporary trouble and a message
 that expired because the recipient's server stayed unreachable are soft bounces, and N of
 them within a window suppress for a limited time (lifted automatically, audited as
@@ -17,9 +17,9 @@ from datetime import datetime, timedelta
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, or_, select
 
-from ..addresses import canonical
-from ..extensions import db
-from ..models import (
+from ...addresses import canonical
+from ...extensions import db
+from ...models import (
     BounceReport,
     Customer,
     Message,
@@ -28,11 +28,12 @@ from ..models import (
     User,
     utcnow,
 )
-from . import ServiceError, fault
-from .core import audit, settings
+from .. import ServiceError
+from ..core import audit, settings
+from . import fault
+from .evidence import RECIPIENT_REASONS, judge
 
 REASONS = ("hard_bounce", "soft_bounce", "complaint", "manual")
-RECIPIENT_REASONS = ("hard_bounce", "soft_bounce", "complaint")  # created by the rules
 SCOPES = ("relay", "customer")
 AUTOMATIC_REASON = "soft-bounce suppression expired (automatic)"
 RECLASSIFIED_REASON = "reclassified"
@@ -210,7 +211,7 @@ def soft_bounce_count(address: str, now: datetime | None = None) -> int:
 def apply_report(report: BounceReport, message: Message | None,
                  smtp_code: str | None = None) -> Suppression | None:
     """The suppression rules for one trusted report (kind and verdict already decided by
-    services.fault); returns the entry it caused, if any. No message, no effect."""
+    bounces.fault); returns the entry it caused, if any. No message, no effect."""
     if message is None:
         return None
     scope, customer_id = _message_scope(message)
@@ -252,7 +253,7 @@ def _code(diagnostic: str | None) -> str | None:
 def add_manual(address: str, reason: str, actor: User, scope: str = "relay",
                customer: Customer | None = None, commit: bool = True) -> Suppression:
     """Staff add an address by hand, with a reason."""
-    from ..addresses import normalise
+    from ...addresses import normalise
 
     if actor is None or not actor.has_role("support"):
         raise NotAllowed(_l("Only support staff and admins may add suppressions."))
@@ -302,9 +303,7 @@ def recipient_fault(entry: Suppression) -> bool:
     if entry.fault_class:
         verdict = fault.Verdict(entry.fault_class, entry.fault_reason or "", True)
         return verdict.recipient_fault or verdict.soft
-    from . import reclassify  # old entry: re-read its evidence
-
-    return reclassify.judge(entry).keep is not False
+    return judge(entry).keep is not False  # an old entry: its evidence re-read
 
 
 def can_lift(entry: Suppression, actor: User | None) -> bool:
@@ -350,9 +349,9 @@ def last_suppressed_message(entry: Suppression) -> Message | None:
 
 
 def lift(entry: Suppression, customer: Customer | None, reason: str, ticket: str | None,
-         minutes, actor: User | None, resend_last: bool = False,
-         commit: bool = True) -> SuppressionRemoval:
-    """Lift an entry for a requesting customer: kept as a removal, billable when repeated."""
+         minutes, actor: User | None, commit: bool = True) -> SuppressionRemoval:
+    """Lift an entry for a requesting customer: kept as a removal, billable when repeated.
+    (Lifting and resending the message it held back: resend.lift_and_resend.)"""
     if not can_lift(entry, actor):
         if entry.reason == "complaint":
             raise NotAllowed(_l("Only an admin may lift a complaint."))
@@ -388,24 +387,9 @@ def lift(entry: Suppression, customer: Customer | None, reason: str, ticket: str
                  after={"lifted_at": now.isoformat(), "removal_id": removal.id,
                         "billable": removal.billable, "minutes": minutes, "ticket": ticket},
                  note=reason)
-    if resend_last:
-        original = last_suppressed_message(entry)
-        if original is not None:
-            resend(original, actor)
     if commit:
         db.session.commit()
     return removal
-
-
-def resend(original: Message, actor: User | None) -> Message | None:
-    """A new message with the original's rendered content, linked to it (never edited)."""
-    from . import resend as resend_service  # it imports this module
-
-    try:
-        return resend_service.resend(original, actor, note="resent after lifting a "
-                                     "suppression", commit=False)
-    except resend_service.ResendRefused:
-        return None  # still suppressed in another scope: nothing to resend
 
 
 def expire_due(now: datetime | None = None, batch: int = 500) -> int:

@@ -1,7 +1,7 @@
 """Bounces: record received reports against their message, under the trust rules.
 
 Reading a report (which recipients, what happened, who is at fault) is services.
-bounce_parsing's job, with services.fault's verdicts; this module decides what a report may
+parsing's job, with bounces.fault's verdicts; this module decides what a report may
 change. A report is trusted only for a message we still hold, and only about that
 message's recipient: a forwarded address that differs is taken as our recipient under
 another name. A report for an unknown or purged message, or one naming several other
@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from ..extensions import db
-from ..models import BounceReport, Message, utcnow
+from ...extensions import db
+from ...models import BounceReport, Message, utcnow
+from ..core.timeline import add_event
 from . import suppressions
-from .bounce_parsing import KINDS, Report, kind_of, verdict_for
-from .bounce_parsing import parse as parse
-from .core.timeline import add_event
+from .parsing import KINDS, Report, kind_of, verdict_for
+from .parsing import parse as parse
 
 RAW_LIMIT = 64 * 1024  # characters of the raw report kept as evidence
 __all__ = ["KINDS", "Report", "classify", "ingest", "parse"]
@@ -34,7 +34,7 @@ DETAILS = {"hard": "hard bounce", "soft": "soft bounce",
 
 def classify(status: str | None, action: str | None, diagnostic: str | None = None) -> str:
     """The kind of one report recipient (hard, soft, failed, delayed, delivered…) from its
-    status, Action and diagnostic, by who is at fault (services.fault)."""
+    status, Action and diagnostic, by who is at fault (bounces.fault)."""
     return kind_of(verdict_for(status, action, diagnostic), (action or "").lower() or None)
 
 

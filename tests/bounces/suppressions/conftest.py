@@ -4,9 +4,10 @@ from __future__ import annotations
 import pytest
 
 from dashboard.models import Message
-from dashboard.services import bounces, messages
+from dashboard.services import messages
+from dashboard.services.bounces import intake
 
-from ..bounces.conftest import ORDER_DATA, report
+from ..conftest import ORDER_DATA, report
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ def bounce(make_message):
 
     def _bounce(name: str, to: str = "mario.rossi@example.org", message: Message | None = None):
         message = message or make_message(to)
-        bounces.ingest(message.public_id, report(name, message))
+        intake.ingest(message.public_id, report(name, message))
         return message
 
     return _bounce

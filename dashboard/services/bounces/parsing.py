@@ -1,6 +1,6 @@
 """Reading received reports: which recipients failed, how, and in whose words.
 
-Pure (no Flask, no database), like services.fault, which it feeds: `parse(raw)` returns one
+Pure (no Flask, no database), like bounces.fault, which it feeds: `parse(raw)` returns one
 `Report` per recipient outcome it can read, each with the classifier's verdict.
 
 What is read, in this order:
@@ -24,7 +24,7 @@ from email import policy
 from email.message import Message as EmailMessage
 from email.parser import HeaderParser
 
-from ..addresses import canonical
+from ...addresses import canonical
 from . import fault
 
 log = logging.getLogger(__name__)

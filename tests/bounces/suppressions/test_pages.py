@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dashboard.extensions import db
 from dashboard.models import AuditEntry, BounceReport, Suppression, SuppressionRemoval
-from dashboard.services import suppressions
+from dashboard.services.bounces import suppressions
 
 HX = {"HX-Request": "true"}
 

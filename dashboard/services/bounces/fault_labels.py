@@ -1,4 +1,4 @@
-"""The words people read for the classifier's codes (services.fault), in Italian and English.
+"""The words people read for the classifier's codes (bounces.fault), in Italian and English.
 
 Codes are stored, never their translation: a page, an export or a later webhook shows the
 words of whoever reads them.

@@ -9,9 +9,9 @@ from sqlalchemy import select
 
 from dashboard.extensions import db
 from dashboard.models import AuditEntry, BounceReport, JobRun, Suppression, utcnow
-from dashboard.services import reclassify, suppressions
+from dashboard.services.bounces import reclassify, suppressions
 
-CORPUS = Path(__file__).parent.parent / "bounces" / "corpus" / "eml"
+CORPUS = Path(__file__).parent.parent / "corpus" / "eml"
 
 
 def old_entry(address: str, reason: str, customer, *, raw: str | None = None,

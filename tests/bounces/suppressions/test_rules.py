@@ -7,9 +7,10 @@ import pytest
 
 from dashboard.extensions import db
 from dashboard.models import AuditEntry, BounceReport, JobRun, Message, Suppression, utcnow
-from dashboard.services import ServiceError, suppressions
+from dashboard.services import ServiceError, resend
+from dashboard.services.bounces import suppressions
+from dashboard.services.bounces.suppressions import NotAllowed
 from dashboard.services.core import settings
-from dashboard.services.suppressions import NotAllowed
 
 
 def active(address="mario.rossi@example.org"):
@@ -223,7 +224,7 @@ def test_a_lift_can_resend_the_last_suppressed_message(bounce, customer, make_me
     held_back = make_message()
     assert held_back.status == "suppressed"
     support = make_user("support")
-    suppressions.lift(active(), customer, "asked", None, 5, support, resend_last=True)
+    resend.lift_and_resend(active(), customer, "asked", None, 5, support)
     resent = db.session.scalar(db.select(Message).where(Message.resend_of_id == held_back.id))
     assert resent.status == "queued" and resent.subject == held_back.subject
     assert resent.resent_by_id == support.id and held_back.status == "suppressed"

@@ -20,11 +20,12 @@ from datetime import datetime, timedelta
 from flask import Flask, current_app
 from sqlalchemy import or_, select
 
-from ..extensions import db
-from ..models import BounceReport, JobRun, Suppression, SuppressionRemoval, User, utcnow
-from . import bounce_parsing, fault, suppressions
-from .core import audit, settings
-from .core.process import worker_name
+from ...extensions import db
+from ...models import JobRun, Suppression, SuppressionRemoval, User, utcnow
+from ..core import audit
+from ..core.process import worker_name
+from . import suppressions
+from .evidence import RECIPIENT_REASONS, Judgement, judge
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +33,6 @@ JOB = "reclassify_suppressions"
 BATCH = 200
 SHOWN = 50  # changes kept in the run's summary (all of them are audited)
 _threads: dict[int, threading.Thread] = {}
-
-
-@dataclass
-class Judgement:
-    """Would the current rules create this entry? keep: True, False, or None (no evidence)."""
-
-    keep: bool | None
-    verdict: fault.Verdict | None
-    why: str
 
 
 @dataclass
@@ -66,96 +58,12 @@ class Summary:
                 f"no_evidence={self.no_evidence}")
 
 
-def _report_verdicts(report: BounceReport, address: str) -> list[fault.Verdict]:
-    """What the current rules read in one stored report (raw evidence when kept)."""
-    if report.source == "smtp" or not report.raw:
-        code = fault.parse_code(report.diagnostic)
-        if report.source == "smtp":
-            return [fault.classify(code, None, report.diagnostic, stage="rcpt")]
-        return [bounce_parsing.verdict_for(report.status_code, report.action or "failed",
-                                           report.diagnostic)]
-    parsed = bounce_parsing.parse(report.raw)
-    mine = [r for r in parsed if address in (r.recipient, r.extra.get("original_recipient"))]
-    named = {r.recipient for r in parsed if r.recipient}
-    if not mine and len(named) > 1:
-        return []  # about other addresses: never evidence against this one
-    return [r.verdict for r in (mine or parsed)]
-
-
-def _trusted(report: BounceReport) -> bool:
-    """Was the report about a message we held? (A purged message keeps the customer.)"""
-    return report.source == "smtp" or report.message_id is not None \
-        or report.customer_id is not None
-
-
-def judge(entry: Suppression) -> Judgement:
-    """Re-read an automatic entry's evidence with the current rules."""
-    if entry.reason not in suppressions.RECIPIENT_REASONS:
-        return Judgement(True, None, "not created by the bounce rules")
-    reports = list(db.session.scalars(
-        select(BounceReport).where(BounceReport.suppression_id == entry.id)
-        .order_by(BounceReport.id)))
-    if entry.reason == "soft_bounce":
-        return _judge_soft(entry)
-    verdicts: list[fault.Verdict] = []
-    untrusted = 0
-    for report in reports:
-        if not _trusted(report):
-            untrusted += 1
-            continue
-        verdicts.extend(_report_verdicts(report, entry.address))
-    if not reports and (entry.diagnostic or entry.smtp_code):
-        # a refusal at send time, recorded before reports were kept for it
-        code = int(entry.smtp_code) if (entry.smtp_code or "").isdigit() else None
-        status = entry.smtp_code if fault.parse_status(entry.smtp_code) else None
-        verdicts.append(fault.classify(code, status, entry.diagnostic, "failed", "rcpt")
-                        if code else bounce_parsing.verdict_for(status, "failed",
-                                                                entry.diagnostic))
-    wanted = fault.COMPLAINT if entry.reason == "complaint" else fault.RECIPIENT_PERMANENT
-    for verdict in verdicts:
-        if verdict.fault_class == wanted:
-            return Judgement(True, verdict, "the evidence is still the recipient's fault")
-    if verdicts:
-        verdict = verdicts[-1]
-        return Judgement(False, verdict, f"{verdict.fault_class}: {verdict.reason}")
-    if untrusted:
-        return Judgement(False, None, "report for a message we did not hold")
-    return Judgement(None, None, "no evidence left")
-
-
-def _judge_soft(entry: Suppression) -> Judgement:
-    """A soft-bounce entry: would the reports of the window before it still reach the
-    threshold, counting only what the current rules count as soft?"""
-    window = timedelta(days=float(settings.get("soft_bounce_window_days")))
-    threshold = int(settings.get("soft_bounce_threshold"))
-    reports = db.session.scalars(
-        select(BounceReport).where(BounceReport.recipient == entry.address,
-                                   BounceReport.received_at >= entry.created_at - window,
-                                   BounceReport.received_at <= entry.created_at
-                                   + timedelta(seconds=5))
-        .order_by(BounceReport.id)).all()
-    if not reports:
-        return Judgement(None, None, "no evidence left")
-    counted: set = set()
-    last = None
-    for report in reports:
-        if not _trusted(report):
-            continue
-        for verdict in _report_verdicts(report, entry.address):
-            if verdict.soft:
-                counted.add(report.message_id or ("report", report.id))
-                last = verdict
-    if len(counted) >= threshold:
-        return Judgement(True, last, f"{len(counted)} soft bounces in the window")
-    return Judgement(False, last, f"only {len(counted)} soft bounces by the current rules")
-
-
 def _candidates(after_id: int, limit: int, now: datetime) -> list[Suppression]:
     return list(db.session.scalars(
         select(Suppression).where(
             Suppression.id > after_id, Suppression.lifted_at.is_(None),
             or_(Suppression.expires_at.is_(None), Suppression.expires_at > now),
-            Suppression.reason.in_(suppressions.RECIPIENT_REASONS),
+            Suppression.reason.in_(RECIPIENT_REASONS),
             Suppression.created_by_id.is_(None))
         .order_by(Suppression.id).limit(limit)))
 
@@ -237,7 +145,7 @@ def total() -> int:
     return db.session.scalar(select(func.count(Suppression.id)).where(
         Suppression.lifted_at.is_(None),
         or_(Suppression.expires_at.is_(None), Suppression.expires_at > now),
-        Suppression.reason.in_(suppressions.RECIPIENT_REASONS),
+        Suppression.reason.in_(RECIPIENT_REASONS),
         Suppression.created_by_id.is_(None))) or 0
 
 
