@@ -140,15 +140,16 @@ def end_to_end(count: int, database: str) -> None:
     from dashboard import bounce_listener
     from dashboard.extensions import db
     from dashboard.models import BounceReport, Suppression
-    from dashboard.services import customers, messages
+    from dashboard.services import customers
+    from dashboard.services.content import render
     from dashboard.services.delivery import verp
+    from dashboard.services.messages import intake
 
     app = _app(database)
     with app.app_context():
         customer, _key = customers.create_customer("BENCH", "Bench")
-        rendered = messages.render.render_notification(customer, "order_closed", "it",
-                                                       ORDER_DATA)
-        stored = messages.store(customer, "order_closed",
+        rendered = render.render_notification(customer, "order_closed", "it", ORDER_DATA)
+        stored = intake.store(customer, "order_closed",
                                 [f"user{i}@example.org" for i in range(count)], "ORD-1", "it",
                                 ORDER_DATA, rendered, [])
         reports = [(verp.address_for(m.public_id),

@@ -185,7 +185,7 @@ def searcher(url: str, stop, results, ready) -> None:
     from dashboard.extensions import db
 
     try:
-        from dashboard.services import log_search
+        from dashboard.services.messages import log_search
     except ImportError:  # before the log search exists: the indexed lookups it makes
         log_search = None
     latencies: list[tuple[float, float]] = []

@@ -47,7 +47,7 @@ def samples(rounds: int, rng: random.Random) -> dict[str, list[dict]]:
     """For each search kind, `rounds` URL-argument dicts built from real seeded rows."""
     from dashboard.extensions import db
     from dashboard.models import Message, utcnow
-    from dashboard.services import log_search
+    from dashboard.services.messages import log_search
 
     today = utcnow().date()
     week_ago = utcnow() - timedelta(days=6)
@@ -88,7 +88,7 @@ def samples(rounds: int, rng: random.Random) -> dict[str, list[dict]]:
 def time_searches(kinds: dict[str, list[dict]]) -> dict[str, tuple[float, float, float]]:
     """p50, p95 and mean ms of log_search.parse + run for each kind."""
     from dashboard.extensions import db
-    from dashboard.services import log_search
+    from dashboard.services.messages import log_search
 
     figures = {}
     for kind, arg_list in kinds.items():
@@ -140,7 +140,7 @@ def time_pages(app, kinds: dict[str, list[dict]]) -> dict[str, tuple[float, floa
 def explain(kinds: dict[str, list[dict]]) -> dict[str, list[str]]:
     """Each search's statements with their plans; lines with a full scan are marked."""
     from dashboard.extensions import db
-    from dashboard.services import log_search
+    from dashboard.services.messages import log_search
 
     engine = db.engine
     captured: list[tuple[str, object]] = []

@@ -38,7 +38,8 @@ def customer_settings_command(code: str, mode: str, minutes: str | None, ticket:
     """Set a customer's sending mode and its fields (validated and audited like the web page);
     the change is recorded as a configuration intervention, billable unless it returns the
     customer to standard or is waived."""
-    from .services import customer_settings, customers, interventions
+    from .services import customer_settings, customers
+    from .services.billing import interventions
 
     customer = customers.by_code(code)
     if customer is None:

@@ -227,8 +227,8 @@ def _seed_history(customer_list, count: int = 360) -> None:
     from . import reasons
     from .extensions import db
     from .models import BounceReport, Message, MessageEvent, SuppressionRemoval, utcnow
-    from .services import render
     from .services.bounces import fault, suppressions
+    from .services.content import render
     from .services.delivery import modes
 
     rng = random.Random(42)

@@ -483,7 +483,7 @@ class BounceReport(db.Model):
     )
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customer.id"))
     recipient: Mapped[str] = mapped_column(String(320))
-    # hard soft failed delayed delivered auto_reply complaint unknown (services.bounces.parsing.KINDS)
+    # hard soft failed delayed delivered auto_reply complaint unknown (bounces.parsing.KINDS)
     kind: Mapped[str] = mapped_column(String(12))
     fault_class: Mapped[str | None] = mapped_column(String(24))
     fault_reason: Mapped[str | None] = mapped_column(String(32))

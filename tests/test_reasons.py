@@ -11,16 +11,17 @@ from dashboard import reasons
 from dashboard.extensions import db
 from dashboard.models import Alert, JobRun, Message, utcnow
 from dashboard.notifications import CATALOG
-from dashboard.services import health, messages
+from dashboard.services import health
 from dashboard.services.core import settings
 from dashboard.services.delivery import sending
 from dashboard.services.delivery.sweep import hold_blocked
+from dashboard.services.messages import intake
 
 
 def _order(customer, reference="ORD-7", to="mario.rossi@example.com") -> Message:
     """An order_closed notification through the real intake."""
     data = dict(CATALOG["order_closed"]["sample"], order_number=reference)
-    [message] = messages.enqueue(customer, "order_closed", to, reference, "it", data)
+    [message] = intake.enqueue(customer, "order_closed", to, reference, "it", data)
     return message
 
 

@@ -13,10 +13,11 @@ from ..auth import roles
 from ..extensions import db
 from ..htmx import render, stop_polling, trigger
 from ..models import BounceReport, Customer, JobRun, Message, Suppression
-from ..services import ServiceError, resend
+from ..services import ServiceError
 from ..services.bounces import reclassify, suppressions
 from ..services.bounces.suppressions import NotAllowed
 from ..services.core import settings
+from ..services.messages import resend
 
 bp = Blueprint("suppressions", __name__, url_prefix="/suppressions")
 

@@ -64,7 +64,7 @@ def clear(cause: str) -> int:
 
 def _notify_admins(customer: Customer | None, reason: str, alert: Alert) -> None:
     """Queue a processing_blocked notification to every active administrator."""
-    from . import messages
+    from .messages import intake
 
     admins = db.session.scalars(
         select(User.email).where(User.role == "admin", User.active.is_(True))).all()
@@ -81,7 +81,7 @@ def _notify_admins(customer: Customer | None, reason: str, alert: Alert) -> None
         "since": alert.raised_at.strftime("%d/%m/%Y %H:%M UTC"),
         "link": link,
     }
-    messages.enqueue(staff, "processing_blocked", admins[:50], reference=alert.cause,
+    intake.enqueue(staff, "processing_blocked", admins[:50], reference=alert.cause,
                      data=data, commit=False)
 
 

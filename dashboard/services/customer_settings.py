@@ -15,10 +15,12 @@ from ..addresses import check_header_value, normalise
 from ..extensions import db
 from ..models import SENDING_MODES, Customer, Message, User
 from ..notifications import CATALOG
-from . import ServiceError, interventions, messages
+from . import ServiceError
+from .billing import interventions
 from .core import audit
 from .delivery import credentials
 from .delivery.transport import AUTHS, SECURITIES, ProbeStep, SmtpSettings, probe
+from .messages import intake
 
 log = logging.getLogger(__name__)
 
@@ -417,7 +419,7 @@ def send_test(customer: Customer, to: str, actor: User | None = None) -> Message
         "sender_name": actor.email if actor is not None else "Postino",
         "message": f"Test email for {customer.name}, sending mode {customer.sending_mode}.",
     })
-    [message] = messages.enqueue(customer, TEST_EVENT, address, reference="test-email",
+    [message] = intake.enqueue(customer, TEST_EVENT, address, reference="test-email",
                                  data=sample, actor=actor, test=True)
     audit.record("customer.test_email", actor, "message", message.public_id,
                  after={"to": address, "sending_mode": customer.sending_mode},

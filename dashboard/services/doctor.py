@@ -30,10 +30,11 @@ from ..models import (
     normalise_reference,
     utcnow,
 )
-from . import ServiceError, messages
+from . import ServiceError
 from .bounces import fault, suppressions
 from .bounces.fault_labels import class_label, reason_label
 from .core import settings
+from .messages import intake
 
 MAX_MESSAGES = 50
 ACCEPTED = ("sent", "delivered", "opened")
@@ -134,7 +135,7 @@ def parse_query(address: str | None, reference: str | None) -> tuple[str | None,
         except ServiceError:  # the validator's own words are English only
             raise ServiceError(_("Enter a valid email address."), "address") from None
     if reference is not None:
-        reference = messages.parse_reference(reference)
+        reference = intake.parse_reference(reference)
     if address is None and reference is None:
         raise ServiceError(_("Enter an email address or a reference (or both)."), "address")
     return address, reference
@@ -744,6 +745,6 @@ def lift(entry: Suppression, reason: str, customer: Customer | None, minutes: in
 
 def resend(original: Message, actor: User | None) -> Message:
     """Resend a message from the doctor: the Log's resend (refused while suppressed)."""
-    from . import resend as resend_service
+    from .messages import resend as resend_service
 
     return resend_service.resend(original, actor=actor)

@@ -11,8 +11,9 @@ from sqlalchemy import select
 
 from dashboard.extensions import db
 from dashboard.models import AuditEntry, ConfigurationIntervention
-from dashboard.services import customer_settings, interventions
-from dashboard.services.interventions import Request
+from dashboard.services import customer_settings
+from dashboard.services.billing import interventions
+from dashboard.services.billing.interventions import Request
 
 from .test_interventions import SMTP
 

@@ -17,9 +17,10 @@ from dashboard.models import (
     TransportBreaker,
     utcnow,
 )
-from dashboard.services import doctor, messages
+from dashboard.services import doctor
 from dashboard.services.core import settings
 from dashboard.services.delivery.sweep import sweep
+from dashboard.services.messages import intake
 
 from .conftest import sample
 
@@ -35,7 +36,7 @@ TO = "anna@example.com"
 
 
 def _queue(customer, *recipients):
-    return messages.enqueue(customer, "order_closed", list(recipients),
+    return intake.enqueue(customer, "order_closed", list(recipients),
                             data=sample("order_closed"))
 
 

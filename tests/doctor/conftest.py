@@ -5,8 +5,8 @@ import pytest
 
 from dashboard.extensions import db
 from dashboard.models import Message
-from dashboard.services import messages
 from dashboard.services.delivery.sweep import sweep
+from dashboard.services.messages import intake
 from tests.english import *  # noqa: F403 - the English fixtures
 
 ORDER_DATA = {"order_number": "ORD-7", "order_date": "1/3/2026", "total": "€ 120",
@@ -20,7 +20,7 @@ def notify(app):
 
     def _notify(customer, to, reference="ORD-7", sweep_now=True):
         data = dict(ORDER_DATA, order_number=reference)
-        [message] = messages.enqueue(customer, "order_closed", to, reference=reference,
+        [message] = intake.enqueue(customer, "order_closed", to, reference=reference,
                                      language="it", data=data)
         if sweep_now:
             sweep()

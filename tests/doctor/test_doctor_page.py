@@ -195,7 +195,7 @@ def test_the_doctor_asks_which_customer_when_several_wrote_to_the_address(
     """Two customers wrote to a relay-suppressed address: no customer is pre-selected, both
     are offered first; a repeated removal's form and confirmation say billable and its
     minutes are required (0 refused)."""
-    from dashboard.services import messages
+    from dashboard.services.messages import intake
 
     from .conftest import ORDER_DATA
 
@@ -203,7 +203,7 @@ def test_the_doctor_asks_which_customer_when_several_wrote_to_the_address(
     second, _ = make_customer("VERDI", "Verdi")
     make_customer("BIANCHI", "Bianchi")
     for owner in (first, second):
-        messages.enqueue(owner, "order_closed", "anna@example.com", reference="ORD-1",
+        intake.enqueue(owner, "order_closed", "anna@example.com", reference="ORD-1",
                          data=ORDER_DATA)
     entry = suppressions.suppress("anna@example.com", "hard_bounce", first)
     db.session.commit()

@@ -1,8 +1,8 @@
 """The Home page: every role sees it; it refreshes itself every 30 seconds through htmx."""
 from __future__ import annotations
 
-from dashboard.services import messages
 from dashboard.services.delivery import sending
+from dashboard.services.messages import intake
 
 DATA = {"order_number": "ORD-1", "order_date": "1/3/2026", "total": "€ 5",
         "customer_name": "Bar", "agent_name": "Marco", "link": "https://x.example.com/o/1"}
@@ -17,7 +17,7 @@ def test_every_role_sees_home(billing_client, support_client, admin_client):
 def test_the_chart_is_readable_without_javascript(support_client, make_customer):
     """The SVG has a title, a description, axis labels, a legend and a table fallback."""
     customer, _ = make_customer()
-    messages.enqueue(customer, "order_closed", "a@example.com", data=DATA)
+    intake.enqueue(customer, "order_closed", "a@example.com", data=DATA)
     page = support_client.get("/?period=7d").get_data(as_text=True)
     assert '<svg viewBox=' in page and "<title id=\"chart-title\">" in page
     assert "<desc id=\"chart-desc\">" in page and 'class="legend"' in page

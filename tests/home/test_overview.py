@@ -7,9 +7,10 @@ import pytest
 
 from dashboard.extensions import db
 from dashboard.models import JobRun, Message, MessageRollup, utcnow
-from dashboard.services import messages, overview
+from dashboard.services import overview
 from dashboard.services.delivery import sending
 from dashboard.services.delivery.sweep import sweep
+from dashboard.services.messages import intake
 from tests.smtp_servers import start_server
 
 DATA = {"order_number": "ORD-1", "order_date": "1/3/2026", "total": "€ 5",
@@ -30,7 +31,7 @@ def fault_server(app):
 
 def enqueue(customer, *recipients):
     """Store one order_closed message per recipient through the real ingest."""
-    return messages.enqueue(customer, "order_closed", list(recipients), reference="ORD-1",
+    return intake.enqueue(customer, "order_closed", list(recipients), reference="ORD-1",
                             language="it", data=DATA)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from dashboard.models import Message
-from dashboard.services import messages
-from dashboard.services.bounces import intake
+from dashboard.services.bounces import reports
+from dashboard.services.messages import intake
 
 from ..conftest import ORDER_DATA, report
 
@@ -21,7 +21,7 @@ def make_message(customer):
     """make_message(to, customer=None) -> a stored message (not sent)."""
 
     def _make(to: str = "mario.rossi@example.org", owner=None) -> Message:
-        [message] = messages.enqueue(owner or customer, "order_closed", to, reference="ORD-1",
+        [message] = intake.enqueue(owner or customer, "order_closed", to, reference="ORD-1",
                                      data=ORDER_DATA)
         return message
 
@@ -34,7 +34,7 @@ def bounce(make_message):
 
     def _bounce(name: str, to: str = "mario.rossi@example.org", message: Message | None = None):
         message = message or make_message(to)
-        intake.ingest(message.public_id, report(name, message))
+        reports.ingest(message.public_id, report(name, message))
         return message
 
     return _bounce

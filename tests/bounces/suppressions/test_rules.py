@@ -7,10 +7,11 @@ import pytest
 
 from dashboard.extensions import db
 from dashboard.models import AuditEntry, BounceReport, JobRun, Message, Suppression, utcnow
-from dashboard.services import ServiceError, resend
+from dashboard.services import ServiceError
 from dashboard.services.bounces import suppressions
 from dashboard.services.bounces.suppressions import NotAllowed
 from dashboard.services.core import settings
+from dashboard.services.messages import resend
 
 
 def active(address="mario.rossi@example.org"):

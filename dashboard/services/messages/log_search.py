@@ -19,9 +19,17 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import and_, func, or_, select, union, union_all
 
-from ..addresses import canonical
-from ..extensions import db
-from ..models import EVENTS, SENDING_MODES, STATUSES, Customer, Message, normalise_reference, utcnow
+from ...addresses import canonical
+from ...extensions import db
+from ...models import (
+    EVENTS,
+    SENDING_MODES,
+    STATUSES,
+    Customer,
+    Message,
+    normalise_reference,
+    utcnow,
+)
 
 PAGE_SIZE = 50
 COUNT_CAP = 1000

@@ -5,9 +5,9 @@ from sqlalchemy import select
 
 from dashboard.extensions import db
 from dashboard.models import AuditEntry, JobRun, Message, Template, TemplateVersion
-from dashboard.services import resend as resend_service
 from dashboard.services.bounces import suppressions
 from dashboard.services.delivery.sweep import sweep
+from dashboard.services.messages import resend as resend_service
 
 HX = {"HX-Request": "true"}
 

@@ -14,12 +14,18 @@ from dataclasses import dataclass, field
 from flask_babel import gettext as _
 from sqlalchemy import select
 
-from ..extensions import db
-from ..models import Customer, Message, Template, TemplateVersion, User
-from ..notifications import CATALOG, LANGUAGES, default_source, known_variables, required_variables
-from . import ServiceError, messages, render
-from .core import audit
-from .delivery import sweep
+from ...extensions import db
+from ...models import Customer, Template, TemplateVersion, User
+from ...notifications import (
+    CATALOG,
+    LANGUAGES,
+    default_source,
+    known_variables,
+    required_variables,
+)
+from .. import ServiceError
+from ..core import audit
+from . import render
 
 MAX_SAMPLE_BYTES = 64 * 1024
 TEST_REFERENCE = "template-test"
@@ -272,40 +278,7 @@ def previous_version(version: TemplateVersion) -> TemplateVersion | None:
         .order_by(TemplateVersion.number.desc()).limit(1))
 
 
-def send_test(customer: Customer, event: str, language: str, source: dict, data: dict,
-              to: str, actor: User | None) -> Message:
-    """Send the editor's rendered sample to one address through the customer's real queue and
-    transport, now (one sweep pass of this one message); returns it with its outcome."""
-    check_event(event, language)
-    recipients = messages.parse_recipients((to or "").strip())
-    if len(recipients) != 1:
-        raise ServiceError(_("Type one address."), "to")
-    address = recipients[0]
-    errors = render.check_source(source, known_variables(event))
-    if errors:
-        raise TemplateInvalid(errors)
-    try:
-        subject, html, text = render.render_source(source, data)
-    except render.RenderError as exc:
-        raise TemplateInvalid([exc]) from None
-    current = Slot(event, language, get_template(customer, event, language)).version
-    if current is not None and source_of(current) == {**source, "text": source.get("text") or ""}:
-        origin, version_id = f"test of override v{current.number}", current.id
-    elif current is None and _same_as_default(source, event, language):
-        origin, version_id = "test of default", None
-    else:
-        origin, version_id = "test of unsaved edit", None
-    rendered = render.Rendered(subject, html, text, version_id, origin)
-    [message] = messages.store(customer, event, [address], TEST_REFERENCE, language, data,
-                               rendered, [], actor=actor, commit=False, test=True)
-    audit.record("template.test", actor, "message", message.public_id,
-                 after={"to": address, "source": origin}, note=f"{event}/{language}",
-                 customer_id=customer.id)
-    db.session.commit()
-    return sweep.send_now(message)
-
-
-def _same_as_default(source: dict, event: str, language: str) -> bool:
+def same_as_default(source: dict, event: str, language: str) -> bool:
     """True when the source is exactly the shipped default."""
     default = default_source(event, language)
     return (source["subject"] == default["subject"] and source["html"] == default["html"]

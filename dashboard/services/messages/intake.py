@@ -7,24 +7,17 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from .. import reasons
-from ..addresses import check_header_value, normalise
-from ..extensions import db
-from ..models import (
-    EVENTS,
-    Customer,
-    Message,
-    MessageAttachment,
-    User,
-    new_public_id,
-    utcnow,
-)
-from ..notifications import LANGUAGES
-from . import ServiceError, render
-from .bounces import suppressions
-from .core.timeline import add_event
-from .delivery import modes, verp
-from .delivery.sending import hold_reason
+from ... import reasons
+from ...addresses import check_header_value, normalise
+from ...extensions import db
+from ...models import EVENTS, Customer, Message, MessageAttachment, User, new_public_id, utcnow
+from ...notifications import LANGUAGES
+from .. import ServiceError
+from ..bounces import suppressions
+from ..content import render
+from ..core.timeline import add_event
+from ..delivery import modes, verp
+from ..delivery.sending import hold_reason
 
 MAX_RECIPIENTS = 50
 MAX_ATTACHMENT_BYTES = 7 * 1024 * 1024  # decoded, all attachments together

@@ -8,7 +8,7 @@ import pytest
 from dashboard.extensions import db
 from dashboard.models import utcnow
 from dashboard.notifications import CATALOG
-from dashboard.services import messages
+from dashboard.services.messages import intake
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def make_message(app, make_customer):
         payload = data if data is not None else dict(CATALOG[event]["sample"])
         if data is None and event == "order_closed" and reference:
             payload["order_number"] = reference
-        (message,) = messages.enqueue(customer, event, to, reference, "it", payload)
+        (message,) = intake.enqueue(customer, event, to, reference, "it", payload)
         if ago is not None:
             message.created_at = utcnow() - ago
         if status is not None:
@@ -69,7 +69,7 @@ def insert_messages(app, make_customer):
 def _finish_bulk_resends(app):
     """Let any background bulk resend finish before the tables are emptied."""
     yield
-    from dashboard.services import resend
+    from dashboard.services.messages import resend
 
     for run_id in list(resend._threads):
         resend.wait_for(run_id)

@@ -6,8 +6,9 @@ import pytest
 from dashboard.extensions import db
 from dashboard.models import AuditEntry, Message, Template, TemplateVersion
 from dashboard.notifications import CATALOG
-from dashboard.services import messages, render
-from dashboard.services import templates as service
+from dashboard.services.content import render
+from dashboard.services.content import templates as service
+from dashboard.services.messages import intake, trial
 
 SAMPLE = CATALOG["order_closed"]["sample"]
 
@@ -46,10 +47,10 @@ def test_language_precedence_is_notification_then_customer_then_italian(app, mak
 def test_a_message_records_the_template_version_that_produced_it(app, make_customer, admin):
     """Ingest stores the version id and 'override vN' (or 'default') on the message."""
     customer, _ = make_customer()
-    [plain] = messages.enqueue(customer, "order_closed", "a@example.com", data=SAMPLE)
+    [plain] = intake.enqueue(customer, "order_closed", "a@example.com", data=SAMPLE)
     assert (plain.template_version_id, plain.template_source) == (None, "default")
     version = service.save(customer, "order_closed", "it", override(), admin)
-    [custom] = messages.enqueue(customer, "order_closed", "a@example.com", data=SAMPLE)
+    [custom] = intake.enqueue(customer, "order_closed", "a@example.com", data=SAMPLE)
     assert custom.template_version_id == version.id
     assert custom.template_source == "override v1" and custom.subject == "Custom ORD-2026-00421"
 
@@ -129,8 +130,9 @@ def test_diff_shows_what_changed_per_part(app):
 def test_send_test_goes_through_the_customer_transport(app, make_customer, admin, relay):
     """A test send renders the editor's source with the sample and the relay receives it."""
     customer, _ = make_customer()
-    message = service.send_test(customer, "order_closed", "en", override(subject="Try {{ total }}"),
-                                dict(SAMPLE), "qa@example.com", admin)
+    message = trial.send_template_test(customer, "order_closed", "en",
+                                       override(subject="Try {{ total }}"), dict(SAMPLE),
+                                       "qa@example.com", admin)
     [got] = relay.wait_for(1)
     assert got.message["Subject"] == "Try € 1.284,50"
     assert message.status == "sent" and message.template_source == "test of unsaved edit"

@@ -11,8 +11,8 @@ import dashboard.notifications
 from dashboard.extensions import db
 from dashboard.models import Message
 from dashboard.notifications import CATALOG
-from dashboard.services import render
-from dashboard.services import templates as service
+from dashboard.services.content import render
+from dashboard.services.content import templates as service
 
 from ..delivery.conftest import counts
 

@@ -5,16 +5,16 @@ import base64
 from datetime import timedelta
 
 from dashboard.models import utcnow
-from dashboard.services import messages
 from dashboard.services.core import timeline
 from dashboard.services.delivery.sweep import sweep
+from dashboard.services.messages import intake
 
 
 def test_the_message_page_shows_what_was_actually_sent(relay, support_client, make_customer):
     """After a real send: From, envelope sender, To, Subject, Message-ID, mode and timeline."""
     customer, _ = make_customer("ACME")
     from dashboard.notifications import CATALOG
-    (message,) = messages.enqueue(customer, "order_closed", "mario.rossi@example.com",
+    (message,) = intake.enqueue(customer, "order_closed", "mario.rossi@example.com",
                                   "ORD-2026-000123", "it", dict(CATALOG["order_closed"]["sample"]))
     assert sweep().sent == 1
     relay.wait_for(1)
@@ -46,7 +46,7 @@ def test_attachments_are_listed(support_client, make_customer):
     """A document_sent message lists its attachment with type and size."""
     customer, _ = make_customer()
     from dashboard.notifications import CATALOG
-    (message,) = messages.enqueue(
+    (message,) = intake.enqueue(
         customer, "document_sent", "anna@example.com", "DOC-1", "it",
         dict(CATALOG["document_sent"]["sample"]),
         [{"filename": "Offerta.pdf", "content_type": "application/pdf",
@@ -82,7 +82,7 @@ def test_a_customer_test_email_is_recorded_as_a_test(relay, admin_client, make_c
 
     from dashboard.extensions import db
     from dashboard.models import Message
-    from dashboard.services import resend
+    from dashboard.services.messages import resend
 
     customer, _ = make_customer("ACME")
     make_message(customer=customer, event="document_sent", reference="DOC-1",
@@ -132,7 +132,7 @@ def test_the_timeline_speaks_the_readers_language(app, make_user, login, make_cu
 
     customer, _ = make_customer("NERI", "Neri")
     sending.set_customer(customer, False)
-    [message] = messages.enqueue(customer, "order_closed", "a@example.com", "ORD-5", "it",
+    [message] = intake.enqueue(customer, "order_closed", "a@example.com", "ORD-5", "it",
                                  dict(CATALOG["order_closed"]["sample"], order_number="ORD-5"))
     sending.set_customer(customer, True)
     italian = login(app.test_client(), make_user("support", language="it"))

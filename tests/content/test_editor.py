@@ -5,7 +5,7 @@ import re
 
 from dashboard.extensions import db
 from dashboard.models import Message, Template, TemplateVersion
-from dashboard.services import templates as service
+from dashboard.services.content import templates as service
 
 HX = {"HX-Request": "true"}
 

@@ -1,7 +1,7 @@
 """The shipped default templates: every event in both languages, checked against snapshots.
 
 Run with UPDATE_SNAPSHOTS=1 to (re)write the snapshots after an intended change, then review
-the diff of tests/notification_templates/snapshots/ before committing it.
+the diff of tests/content/snapshots/ before committing it.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dashboard.notifications import CATALOG, LANGUAGES, default_source, required_variables
-from dashboard.services import render
+from dashboard.services.content import render
 
 SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
 UPDATE = os.environ.get("UPDATE_SNAPSHOTS") == "1"

@@ -12,8 +12,8 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
-from ..extensions import db
-from ..models import (
+from ...extensions import db
+from ...models import (
     ConfigurationIntervention,
     Customer,
     CustomerSmtpPeriod,
@@ -21,8 +21,9 @@ from ..models import (
     User,
     utcnow,
 )
-from . import ServiceError, interventions
-from .core import audit
+from .. import ServiceError
+from ..core import audit
+from . import interventions
 
 
 def month_start(value: date) -> date:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import UTC, date, timedelta
 
 from dashboard.models import utcnow
-from dashboard.services import log_search
+from dashboard.services.messages import log_search
 
 
 def search(**args):

@@ -37,10 +37,10 @@ from jinja2.filters import do_center, do_format, do_indent, do_join, do_replace,
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from sqlalchemy import select
 
-from ..extensions import db
-from ..models import Customer, Template
-from ..notifications import CATALOG, DEFAULTS_DIR, LANGUAGES, default_source
-from . import ServiceError
+from ...extensions import db
+from ...models import Customer, Template
+from ...notifications import CATALOG, DEFAULTS_DIR, LANGUAGES, default_source
+from .. import ServiceError
 
 MAX_TEMPLATE_BYTES = 200 * 1024
 MAX_RENDER_SECONDS = 2.0

@@ -12,7 +12,7 @@ from dashboard.extensions import db
 from dashboard.models import EVENTS, IdempotencyKey, Message
 from dashboard.services.bounces import suppressions
 
-from .conftest import counts, sample
+from ..delivery.conftest import counts, sample
 
 ORDER = sample("order_closed")
 

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from dashboard.services import render
+from dashboard.services.content import render
 
 ESCAPES = [
     "{{ ''.__class__.__mro__ }}",
@@ -177,7 +177,7 @@ def test_the_api_refuses_data_that_would_render_too_large(app, make_customer, ap
     from dashboard.extensions import db
     from dashboard.models import Message
     from dashboard.notifications import CATALOG
-    from dashboard.services import templates
+    from dashboard.services.content import templates
 
     customer, key = make_customer()
     templates.save(customer, "order_closed", "it", {

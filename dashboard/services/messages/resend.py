@@ -12,12 +12,14 @@ import threading
 from flask import Flask, current_app
 from sqlalchemy import select
 
-from ..extensions import db
-from ..models import Customer, JobRun, Message, Suppression, SuppressionRemoval, User, utcnow
-from . import ServiceError, log_search, messages, render
-from .bounces import suppressions
-from .core import audit
-from .core.process import worker_name
+from ...extensions import db
+from ...models import Customer, JobRun, Message, Suppression, SuppressionRemoval, User, utcnow
+from .. import ServiceError
+from ..bounces import suppressions
+from ..content import render
+from ..core import audit
+from ..core.process import worker_name
+from . import intake, log_search
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +57,10 @@ def resend(message: Message, actor: User | None, note: str | None = None,
         rendered = render.Rendered(message.subject, message.html_body or "",
                                    message.text_body or "", message.template_version_id,
                                    message.template_source or "default")
-    files = [messages.Attachment(a.filename, a.content_type, a.content)
+    files = [intake.Attachment(a.filename, a.content_type, a.content)
              for a in message.attachments]
     note = (note or "").strip()[:500] or None
-    (copy,) = messages.store(customer, message.event, [message.recipient], message.reference,
+    (copy,) = intake.store(customer, message.event, [message.recipient], message.reference,
                              message.language, message.data or {}, rendered, files,
                              resend_of=message, actor=actor, commit=False, test=message.test)
     audit.record("message.resend", actor, "message", copy.public_id,

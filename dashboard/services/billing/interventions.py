@@ -17,8 +17,8 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
-from ..extensions import db
-from ..models import (
+from ...extensions import db
+from ...models import (
     ConfigurationEstimate,
     ConfigurationIntervention,
     Customer,
@@ -26,8 +26,8 @@ from ..models import (
     User,
     utcnow,
 )
-from . import ServiceError
-from .core import audit
+from .. import ServiceError
+from ..core import audit
 
 MAX_MINUTES = 10_000  # about twenty working days: anything above is a typo
 MAX_CENTS = 100_000_000  # one million euros
