@@ -140,7 +140,7 @@ def end_to_end(count: int, database: str) -> None:
     from dashboard import bounce_listener
     from dashboard.extensions import db
     from dashboard.models import BounceReport, Suppression
-    from dashboard.services import customers
+    from dashboard.services.accounts import customers
     from dashboard.services.content import render
     from dashboard.services.delivery import verp
     from dashboard.services.messages import intake

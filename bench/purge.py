@@ -246,7 +246,7 @@ def main() -> None:
     ready.wait(120)
     time.sleep(2)  # a baseline of searches before the purge
     from dashboard.extensions import db
-    from dashboard.services import purge
+    from dashboard.services.operations import purge
 
     with app.app_context():
         window = time.time()

@@ -113,7 +113,7 @@ def time_pages(app, kinds: dict[str, list[dict]]) -> dict[str, tuple[float, floa
     """p50 and p95 ms of GET /log/?… (the full page) as a logged-in support user."""
     from dashboard.extensions import db
     from dashboard.models import User
-    from dashboard.services import users
+    from dashboard.services.accounts import users
 
     if db.session.scalar(select(User).where(User.email == "bench-support@example.com")) is None:
         users.create_user("bench-support@example.com", "support", "bench password 123",

@@ -100,7 +100,7 @@ def _enqueue(count: int, dkim: bool = False, ed25519: bool = False):
     """Store `count` messages; with `dkim`, From a custom_from customer with a DKIM key
     (forced on: no DNS here), which is returned."""
     from dashboard.notifications import CATALOG
-    from dashboard.services import customers
+    from dashboard.services.accounts import customers
     from dashboard.services.content import render
     from dashboard.services.delivery import dkim_keys
     from dashboard.services.messages import intake

@@ -126,7 +126,7 @@ def seed(customer_smtp_port: int, messages: int = 360) -> bool:
 
     from .extensions import db
     from .models import Customer, User
-    from .services import customers, users
+    from .services.accounts import customers, users
     from .services.delivery import credentials
 
     if db.session.scalar(select(User).limit(1)) is not None:
@@ -383,7 +383,7 @@ def demo_command(port: int, host: str) -> None:
 
     from .blueprints import demo as demo_blueprint
     from .extensions import db
-    from .scheduler import make_scheduler
+    from .worker.scheduler import make_scheduler
 
     app = current_app._get_current_object()
     relay, customer_sink = start_sinks()

@@ -6,7 +6,7 @@ from flask import Blueprint, g, jsonify, request
 from ..auth import api_view
 from ..errors import api_error
 from ..extensions import csrf
-from ..services import customers
+from ..services.accounts import customers
 from ..services.messages import ingest, intake
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")

@@ -16,7 +16,8 @@ from ..auth import roles
 from ..extensions import db
 from ..htmx import render, trigger
 from ..models import EVENTS, SENDING_MODES, ApiKey, ConfigurationEstimate, Customer, Message
-from ..services import ServiceError, customer_settings, customers
+from ..services import ServiceError
+from ..services.accounts import customer_settings, customers
 from ..services.billing import interventions
 from ..services.delivery import dns_check, domains, modes
 from ..services.delivery import sending as sending_service

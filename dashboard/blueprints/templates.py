@@ -14,7 +14,8 @@ from ..extensions import db, htmx
 from ..htmx import client_redirect, render
 from ..models import Customer, Message, TemplateVersion
 from ..notifications import CATALOG, LANGUAGES, required_variables
-from ..services import ServiceError, customers
+from ..services import ServiceError
+from ..services.accounts import customers
 from ..services.content import templates as service
 from ..services.messages import trial
 

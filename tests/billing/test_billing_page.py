@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from dashboard.extensions import db
 from dashboard.models import AuditEntry, ConfigurationIntervention
-from dashboard.services import customer_settings
+from dashboard.services.accounts import customer_settings
 from dashboard.services.billing import interventions
 from dashboard.services.billing.interventions import Request
 

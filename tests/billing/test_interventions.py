@@ -17,7 +17,8 @@ from dashboard.models import (
     ConfigurationIntervention,
     CustomerSmtpPeriod,
 )
-from dashboard.services import ServiceError, customer_settings
+from dashboard.services import ServiceError
+from dashboard.services.accounts import customer_settings
 from dashboard.services.billing import billing, interventions
 from dashboard.services.billing.interventions import Request
 

@@ -11,7 +11,7 @@ from dashboard.services.bounces import suppressions
 from dashboard.services.messages import intake
 
 from ..conftest import PASSWORD
-from ..doctor.conftest import ORDER_DATA
+from ..operations.doctor.conftest import ORDER_DATA
 
 pytestmark = pytest.mark.e2e
 ADDRESS = "giulia.bianchi@example.org"

@@ -8,10 +8,10 @@ from sqlalchemy import func, select
 
 from dashboard.extensions import db
 from dashboard.models import Message, MessageEvent
-from dashboard.services import tracking
 from dashboard.services.delivery import pixel
 from dashboard.services.delivery.sweep import sweep
 from dashboard.services.messages import intake
+from dashboard.services.operations import tracking
 
 DATA = {"order_number": "ORD-7", "order_date": "1/1/2026", "total": "€ 5",
         "customer_name": "Bar", "agent_name": "Marco", "link": "https://x.example.com/o/7"}

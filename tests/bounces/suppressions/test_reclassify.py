@@ -66,7 +66,7 @@ def _admin():
 
     admin = db.session.scalar(select(User).where(User.role == "admin"))
     if admin is None:
-        from dashboard.services import users
+        from dashboard.services.accounts import users
 
         admin = users.create_user("reclassify-admin@staff.example.com", "admin",
                                   "correct horse battery")

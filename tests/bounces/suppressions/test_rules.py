@@ -72,7 +72,7 @@ def test_the_soft_threshold_comes_from_settings(bounce):
 def test_expired_soft_entries_stop_applying_and_are_lifted_automatically(app, bounce,
                                                                           make_message):
     """The scheduled job lifts expired entries as automatic, audited removals."""
-    from dashboard import scheduler
+    from dashboard.worker import scheduler
 
     settings.put("soft_bounce_threshold", 1)
     bounce("soft_dsn.eml")

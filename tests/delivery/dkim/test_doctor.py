@@ -5,10 +5,10 @@ import pytest
 from dashboard.extensions import db
 from dashboard.models import Message
 from dashboard.notifications import CATALOG
-from dashboard.services import doctor
 from dashboard.services.delivery import dkim_keys, domains
 from dashboard.services.delivery.sweep import sweep
 from dashboard.services.messages import intake
+from dashboard.services.operations import doctor
 
 from .conftest import CUSTOMER_DOMAIN, publish
 

@@ -194,7 +194,7 @@ def test_an_undecryptable_key_leaves_mail_unsigned_and_says_why(app, customer, z
 
 def test_the_hourly_job_verifies_a_record_the_customer_published(app, customer, zone):
     """No one presses Check DNS: the dkim_check job finds the record and signing starts."""
-    from dashboard import scheduler
+    from dashboard.worker import scheduler
 
     assert {"dkim_check"} <= {d["id"] for d in scheduler.job_definitions(app)}
     key = dkim_keys.generate(customer)

@@ -6,9 +6,9 @@ import click
 from flask import Flask
 from flask_babel import force_locale
 
-from .cli import fail
-from .models import SENDING_MODES
-from .services.delivery.transport import AUTHS, SECURITIES
+from ..models import SENDING_MODES
+from ..services.delivery.transport import AUTHS, SECURITIES
+from . import fail
 
 CLI_ACTOR = "cli"
 
@@ -38,8 +38,8 @@ def customer_settings_command(code: str, mode: str, minutes: str | None, ticket:
     """Set a customer's sending mode and its fields (validated and audited like the web page);
     the change is recorded as a configuration intervention, billable unless it returns the
     customer to standard or is waived."""
-    from .services import customer_settings, customers
-    from .services.billing import interventions
+    from ..services.accounts import customer_settings, customers
+    from ..services.billing import interventions
 
     customer = customers.by_code(code)
     if customer is None:
@@ -92,8 +92,8 @@ def _intervention_line(intervention) -> str:
 @click.option("--customer", "code", default=None, help="Only this customer (its code).")
 def sending_command(state: str, code: str | None) -> None:
     """Turn sending on or off, for everyone or for one customer (off holds mail, never loses it)."""
-    from .services import customers
-    from .services.delivery import sending
+    from ..services.accounts import customers
+    from ..services.delivery import sending
 
     enabled = state == "on"
     if code:
@@ -113,8 +113,8 @@ def sending_command(state: str, code: str | None) -> None:
 @click.command("rotate-credentials")
 def rotate_credentials_command() -> None:
     """Re-encrypt every stored secret with the first key of POSTINO_CREDENTIALS_KEY."""
-    from .services import customer_settings
-    from .services.delivery.credentials import CredentialsError
+    from ..services.accounts import customer_settings
+    from ..services.delivery.credentials import CredentialsError
 
     try:
         count = customer_settings.rotate_credentials(CLI_ACTOR)

@@ -12,7 +12,7 @@ from flask import Flask
 def reclassify_command(dry_run: bool, batch_size: int) -> None:
     """Lift the automatic suppressions the current rules would not create (reason
     'reclassified', audited, never billable); prints each change, then the counts."""
-    from .services.bounces import reclassify
+    from ..services.bounces import reclassify
 
     verb = "would lift" if dry_run else "lifted"
 

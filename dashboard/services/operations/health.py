@@ -6,12 +6,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from flask import current_app
-from flask_babel import gettext as _
 from sqlalchemy import func, select
 
-from .. import reasons
-from ..extensions import db
-from ..models import PENDING_STATUSES, Alert, Customer, Message, utcnow
+from ... import reasons
+from ...extensions import db
+from ...models import PENDING_STATUSES, Alert, Customer, Message, utcnow
 from . import alerts, jobs
 
 HEARTBEAT_ALERT_SECONDS = 5 * 60
@@ -122,31 +121,3 @@ def check(now: datetime | None = None) -> dict:
         found["cleared"] += alerts.clear(cause)
     db.session.commit()
     return found
-
-
-def alert_text(alert: Alert) -> str:
-    """The banner text of a health alert, in the reader's language."""
-    if alert.cause == WORKER_CAUSE:
-        return _("No worker heartbeat for over 5 minutes: mail is not being sent. "
-                 "Check that `flask worker` runs.")
-    if alert.cause == BACKLOG_CAUSE:
-        return _("Mail is waiting: the oldest due message has waited over 15 minutes.")
-    return reasons.text(alert.text)
-
-
-def banners(open_alerts: list[Alert]) -> list:
-    """Banners for open health alerts, and for a dead worker nobody is left to alert about."""
-    from flask import url_for
-
-    from .banners import Banner
-
-    jobs_url = url_for("jobs.index")
-    result = [Banner(alert_text(alert), "warning", jobs_url, _("Jobs"))
-              for alert in open_alerts if alert.cause in CAUSES]
-    if not any(alert.cause == WORKER_CAUSE for alert in open_alerts):
-        age = jobs.heartbeat_age_seconds()
-        if age is not None and age > HEARTBEAT_ALERT_SECONDS:
-            # No worker: the health-check job cannot run either, so the web says it.
-            result.append(Banner(alert_text(Alert(cause=WORKER_CAUSE, text="")), "danger",
-                                 jobs_url, _("Jobs")))
-    return result

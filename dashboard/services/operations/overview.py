@@ -17,8 +17,8 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
-from ..extensions import db
-from ..models import STATUSES, Customer, Message, MessageRollup, utcnow
+from ...extensions import db
+from ...models import STATUSES, Customer, Message, MessageRollup, utcnow
 from . import jobs
 
 PERIODS = {

@@ -8,9 +8,9 @@ from sqlalchemy import func, select
 
 from dashboard.extensions import db
 from dashboard.models import ApiKey, AuditEntry, Customer, User
-from dashboard.services import customers
+from dashboard.services.accounts import customers
 
-from .conftest import PASSWORD
+from ..conftest import PASSWORD
 
 
 def error_lines(result) -> list[str]:

@@ -9,8 +9,8 @@ from flask import Flask, current_app
 @click.option("--batch-size", default=200, show_default=True, type=click.IntRange(1, 5000))
 def sweep_command(batch_size: int) -> None:
     """One pass over the due queue; last line: sent=N deferred=N failed=N held=N."""
-    from .services import jobs
-    from .services.delivery.sweep import sweep
+    from ..services.delivery.sweep import sweep
+    from ..services.operations import jobs
 
     with jobs.recorded("sweep") as run:
         result = sweep(batch_size=batch_size)
@@ -21,8 +21,8 @@ def sweep_command(batch_size: int) -> None:
 @click.command("worker")
 def worker_command() -> None:
     """Run the scheduler: sweep every POSTINO_SWEEP_SECONDS, plus purge, expiry and checks."""
+    from ..services.operations import jobs
     from .scheduler import make_scheduler
-    from .services import jobs
 
     app = current_app._get_current_object()
     abandoned = jobs.abandon_stale()  # runs a crashed worker left "running"

@@ -18,9 +18,9 @@ from flask_babel import gettext as _
 from sqlalchemy import and_, delete, func, select, true, update
 from sqlalchemy.orm import Session
 
-from ..database import release_tuned, tune_sqlite
-from ..extensions import db
-from ..models import (
+from ...database import release_tuned, tune_sqlite
+from ...extensions import db
+from ...models import (
     PENDING_STATUSES,
     BounceReport,
     Customer,
@@ -32,8 +32,8 @@ from ..models import (
     Suppression,
     utcnow,
 )
+from ..core import audit, settings
 from . import jobs
-from .core import audit, settings
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from flask import Flask
 @click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
 def purge_command(older_than: int | None, dry_run: bool) -> None:
     """Delete messages past retention (never pending ones), in small batches; prints counts."""
-    from .services import purge
+    from ..services.operations import purge
 
     result = purge.run_job(older_than, dry_run, actor_label="cli")
     if result.skipped:

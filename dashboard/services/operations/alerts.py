@@ -8,11 +8,11 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import select, update
 
-from .. import reasons
-from ..extensions import db
-from ..models import Alert, Customer, User, utcnow
-from .delivery import signals
-from .delivery.outcomes import RELAY_ALERT
+from ... import reasons
+from ...extensions import db
+from ...models import Alert, Customer, User, utcnow
+from ..delivery import signals
+from ..delivery.outcomes import RELAY_ALERT
 
 log = logging.getLogger(__name__)
 STAFF_CUSTOMER_CODE = "postino-staff"
@@ -64,7 +64,7 @@ def clear(cause: str) -> int:
 
 def _notify_admins(customer: Customer | None, reason: str, alert: Alert) -> None:
     """Queue a processing_blocked notification to every active administrator."""
-    from .messages import intake
+    from ..messages import intake
 
     admins = db.session.scalars(
         select(User.email).where(User.role == "admin", User.active.is_(True))).all()

@@ -7,10 +7,10 @@ import secrets
 
 from sqlalchemy import select
 
-from ..extensions import db
-from ..models import ApiKey, Customer, User, utcnow
-from . import ServiceError
-from .core import audit
+from ...extensions import db
+from ...models import ApiKey, Customer, User, utcnow
+from .. import ServiceError
+from ..core import audit
 
 CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{1,39}$")
 KEY_PREFIX = "pst_"

@@ -8,11 +8,12 @@ import pytest
 from dashboard import reasons
 from dashboard.extensions import db
 from dashboard.models import AuditEntry, Message, Suppression, SuppressionRemoval, utcnow
-from dashboard.services import ServiceError, doctor
+from dashboard.services import ServiceError
 from dashboard.services.bounces import suppressions
 from dashboard.services.core import settings
 from dashboard.services.delivery import sending
 from dashboard.services.delivery.sweep import sweep
+from dashboard.services.operations import doctor
 
 
 def colours(diagnosis) -> dict:

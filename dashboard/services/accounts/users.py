@@ -11,10 +11,10 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from ..extensions import db
-from ..models import ROLES, LoginAttempt, User, utcnow
-from . import ServiceError
-from .core import audit
+from ...extensions import db
+from ...models import ROLES, LoginAttempt, User, utcnow
+from .. import ServiceError
+from ..core import audit
 
 THROTTLE_WINDOW = timedelta(minutes=15)
 FIRST_DELAY = timedelta(seconds=2)
@@ -78,7 +78,7 @@ def update_user(user: User, actor: User | None, role: str | None = None,
 
 def set_language(user: User, language: str) -> None:
     """Remember the UI language the user picked."""
-    from ..i18n import LANGUAGES
+    from ...i18n import LANGUAGES
 
     if language not in LANGUAGES:
         raise ServiceError(_l("Unknown language."), "language")

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from dashboard.extensions import db
 from dashboard.models import AuditEntry, User
 
-from .conftest import PASSWORD
+from ..conftest import PASSWORD
 
 HTMX = {"HX-Request": "true"}
 

@@ -1,18 +1,13 @@
-"""Command-line interface (the contract in DESIGN.md): `flask <command>` from the repo root."""
+"""`flask create-user` and `flask create-customer`: the staff and the customers."""
 from __future__ import annotations
 
 import click
 from flask import Flask
 from flask_babel import force_locale
 
-from .models import ROLES
-from .services import ServiceError
-
-
-def fail(message: str) -> None:
-    """Print a one-line error and exit with status 2 (bad arguments)."""
-    click.echo(f"Error: {message}", err=True)
-    raise SystemExit(2)
+from ..models import ROLES
+from ..services import ServiceError
+from . import fail
 
 
 @click.command("create-user")
@@ -23,7 +18,7 @@ def fail(message: str) -> None:
 @click.option("--name", default="")
 def create_user_command(email: str, role: str, password: str | None, name: str) -> None:
     """Create a staff user."""
-    from .services import users
+    from ..services.accounts import users
 
     if password is None:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
@@ -41,7 +36,7 @@ def create_user_command(email: str, role: str, password: str | None, name: str) 
 @click.option("--language", default="it", type=click.Choice(["it", "en"]))
 def create_customer_command(code: str, name: str, language: str) -> None:
     """Create a customer; the API key is printed as the last line (shown once)."""
-    from .services import customers
+    from ..services.accounts import customers
 
     try:
         with force_locale("en"):
@@ -52,10 +47,7 @@ def create_customer_command(code: str, name: str, language: str) -> None:
     click.echo(key)
 
 
-def init_app(app: Flask) -> None:
-    """Register the core commands; features register theirs from their own modules."""
+def register_cli(app: Flask) -> None:
+    """Register the accounts commands."""
     app.cli.add_command(create_user_command)
     app.cli.add_command(create_customer_command)
-    from . import cli_features
-
-    cli_features.init_app(app)

@@ -18,10 +18,10 @@ from flask_babel import ngettext
 from sqlalchemy import func, or_, select
 from werkzeug.routing import BuildError
 
-from .. import reasons
-from ..addresses import normalise
-from ..extensions import db
-from ..models import (
+from ... import reasons
+from ...addresses import normalise
+from ...extensions import db
+from ...models import (
     Customer,
     Message,
     Suppression,
@@ -30,11 +30,11 @@ from ..models import (
     normalise_reference,
     utcnow,
 )
-from . import ServiceError
-from .bounces import fault, suppressions
-from .bounces.fault_labels import class_label, reason_label
-from .core import settings
-from .messages import intake
+from .. import ServiceError
+from ..bounces import fault, suppressions
+from ..bounces.fault_labels import class_label, reason_label
+from ..core import settings
+from ..messages import intake
 
 MAX_MESSAGES = 50
 ACCEPTED = ("sent", "delivered", "opened")
@@ -330,7 +330,7 @@ def _custom_from_evidence(customer: Customer) -> tuple[str, list[str], list[Acti
     check says how receivers treat the mail, and the DKIM line names what is missing, with
     the link to the DKIM section of the customer's page.
     """
-    from .delivery import dkim_keys
+    from ..delivery import dkim_keys
 
     domain = dkim_keys.domain_of(customer.from_address) or "?"
     key = dkim_keys.active_key(customer, domain)
@@ -357,7 +357,7 @@ def _custom_from_evidence(customer: Customer) -> tuple[str, list[str], list[Acti
 
 def _dkim_line(key, domain: str) -> str:
     """What is wrong with the customer's DKIM, in one line."""
-    from .delivery import dkim_keys
+    from ..delivery import dkim_keys
 
     if key is None:
         return _("DKIM not published: no DKIM key of %(domain)s signs this customer's mail.",
@@ -388,7 +388,7 @@ def _dkim_link(customer: Customer) -> list[Action]:
 def _dmarc_refusal_verdict(found: list[Message]) -> Verdict | None:
     """Nothing was accepted and a custom_from customer's domain tells receivers to refuse
     mail we send unsigned (DMARC p=reject, no verified DKIM key): that is cause (b)."""
-    from .delivery import dkim_keys
+    from ..delivery import dkim_keys
 
     for customer in _distinct(m.customer for m in found):
         if customer.sending_mode != "custom_from" or not customer.dns_check:
@@ -745,6 +745,6 @@ def lift(entry: Suppression, reason: str, customer: Customer | None, minutes: in
 
 def resend(original: Message, actor: User | None) -> Message:
     """Resend a message from the doctor: the Log's resend (refused while suppressed)."""
-    from .messages import resend as resend_service
+    from ..messages import resend as resend_service
 
     return resend_service.resend(original, actor=actor)

@@ -9,10 +9,11 @@ from flask_babel import ngettext
 from sqlalchemy import func, select
 from werkzeug.routing import BuildError
 
-from .. import reasons
-from ..extensions import db
-from ..models import Alert, Customer, Message
-from .core import settings
+from ... import reasons
+from ...extensions import db
+from ...models import Alert, Customer, Message
+from ..core import settings
+from . import health, jobs
 
 
 @dataclass
@@ -66,8 +67,6 @@ def active_banners() -> list[Banner]:
         select(Alert).where(Alert.cleared_at.is_(None), Alert.customer_id.is_(None))
         .order_by(Alert.raised_at)
     ).all()
-    from . import health
-
     for alert in alerts:
         if alert.cause == "relay_account":  # delivery.outcomes' relay breaker
             banners.append(Banner(_(
@@ -76,5 +75,29 @@ def active_banners() -> list[Banner]:
                 "send-as rights).", words=alert.text), "danger"))
         elif alert.cause not in health.CAUSES:
             banners.append(Banner(reasons.text(alert.text), "warning"))
-    banners.extend(health.banners(alerts))
+    banners.extend(health_banners(alerts))
     return banners
+
+
+def health_alert_text(alert: Alert) -> str:
+    """The banner text of a health alert, in the reader's language."""
+    if alert.cause == health.WORKER_CAUSE:
+        return _("No worker heartbeat for over 5 minutes: mail is not being sent. "
+                 "Check that `flask worker` runs.")
+    if alert.cause == health.BACKLOG_CAUSE:
+        return _("Mail is waiting: the oldest due message has waited over 15 minutes.")
+    return reasons.text(alert.text)
+
+
+def health_banners(open_alerts: list[Alert]) -> list[Banner]:
+    """Banners for open health alerts, and for a dead worker nobody is left to alert about."""
+    jobs_url = url_for("jobs.index")
+    result = [Banner(health_alert_text(alert), "warning", jobs_url, _("Jobs"))
+              for alert in open_alerts if alert.cause in health.CAUSES]
+    if not any(alert.cause == health.WORKER_CAUSE for alert in open_alerts):
+        age = jobs.heartbeat_age_seconds()
+        if age is not None and age > health.HEARTBEAT_ALERT_SECONDS:
+            # No worker: the health-check job cannot run either, so the web says it.
+            dead = Alert(cause=health.WORKER_CAUSE, text="")
+            result.append(Banner(health_alert_text(dead), "danger", jobs_url, _("Jobs")))
+    return result

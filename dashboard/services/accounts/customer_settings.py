@@ -11,16 +11,16 @@ from flask import current_app
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
-from ..addresses import check_header_value, normalise
-from ..extensions import db
-from ..models import SENDING_MODES, Customer, Message, User
-from ..notifications import CATALOG
-from . import ServiceError
-from .billing import interventions
-from .core import audit
-from .delivery import credentials
-from .delivery.transport import AUTHS, SECURITIES, ProbeStep, SmtpSettings, probe
-from .messages import intake
+from ...addresses import check_header_value, normalise
+from ...extensions import db
+from ...models import SENDING_MODES, Customer, Message, User
+from ...notifications import CATALOG
+from .. import ServiceError
+from ..billing import interventions
+from ..core import audit
+from ..delivery import credentials
+from ..delivery.transport import AUTHS, SECURITIES, ProbeStep, SmtpSettings, probe
+from ..messages import intake
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +301,7 @@ def save(customer: Customer, data: dict, actor: User | None = None, *,
     db.session.commit()
     dns = None
     if check_dns and customer.sending_mode == "custom_from":
-        from .delivery import domains
+        from ..delivery import domains
 
         dns = domains.check_customer(customer)
     return {"before": old, "after": new, "dns": dns, "intervention": recorded}
@@ -410,7 +410,7 @@ def send_test(customer: Customer, to: str, actor: User | None = None) -> Message
     The message is enqueued like any other and put first in line for one sweep pass of one
     message (held/suppressed/deferred apply as usual); returns it with its outcome.
     """
-    from .delivery import sweep
+    from ..delivery import sweep
 
     address = normalise(to or "", "to")
     sample = dict(CATALOG[TEST_EVENT]["sample"])
@@ -442,7 +442,7 @@ def set_open_tracking(customer: Customer, enabled: bool, actor: User | None = No
 def rotate_credentials(actor_label: str = "cli") -> int:
     """Re-encrypt every stored SMTP password and DKIM private key with the first key; all or
     nothing. Returns how many secrets were re-encrypted."""
-    from .delivery import dkim_keys
+    from ..delivery import dkim_keys
 
     rows = db.session.scalars(
         select(Customer).where(Customer.smtp_password_encrypted.is_not(None))

@@ -9,9 +9,9 @@ from datetime import UTC, timedelta
 from flask import current_app
 from sqlalchemy import func, select, update
 
-from ..extensions import db
-from ..models import JobRun, utcnow
-from .core.process import worker_name
+from ...extensions import db
+from ...models import JobRun, utcnow
+from ..core.process import worker_name
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,6 @@ def skipped(job: str, reason: str, requested_by_id: int | None = None,
 # The Jobs page: each scheduled job with its schedule, runs and next run; "run now".
 
 HISTORY = 10
-_background: dict[str, threading.Thread] = {}
 
 
 def job_label(job_id: str) -> str:
@@ -288,34 +287,6 @@ def duration_seconds(run: JobRun) -> float | None:
     return round((end - run.started_at).total_seconds(), 1) if run.started_at else None
 
 
-def start_now(app, job_id: str, actor=None):
-    """Run a scheduled job now in a background thread with its own app context; audited.
-    Returns the time the request was made: its run is the first one started after it."""
-    import threading
-
-    from .core import audit
-
-    audit.record("job.run_now", actor, "job", job_id)
-    db.session.commit()
-    since = utcnow()
-
-    def _target():
-        from ..scheduler import run_now
-
-        with app.app_context():
-            try:
-                run_now(app, job_id)
-            except Exception:  # recorded on the job run; the thread must not die noisily
-                log.exception("job %s (run now) failed", job_id)
-            finally:
-                db.session.remove()
-
-    thread = threading.Thread(target=_target, name=f"run-now-{job_id}", daemon=True)
-    _background[job_id] = thread
-    thread.start()
-    return since
-
-
 def requested_run(job_id: str, since) -> JobRun | None:
     """The run a "run now" started (the first of that job since the request), if any yet."""
     from datetime import timedelta
@@ -324,9 +295,3 @@ def requested_run(job_id: str, since) -> JobRun | None:
         select(JobRun).where(JobRun.job == job_id,
                              JobRun.started_at >= since - timedelta(seconds=1))
         .order_by(JobRun.started_at, JobRun.id).limit(1))
-
-
-def wait_for_background(timeout: float = 30) -> None:
-    """Join "run now" threads (tests, and a clean shutdown)."""
-    for thread in list(_background.values()):
-        thread.join(timeout)

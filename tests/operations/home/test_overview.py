@@ -7,10 +7,10 @@ import pytest
 
 from dashboard.extensions import db
 from dashboard.models import JobRun, Message, MessageRollup, utcnow
-from dashboard.services import overview
 from dashboard.services.delivery import sending
 from dashboard.services.delivery.sweep import sweep
 from dashboard.services.messages import intake
+from dashboard.services.operations import overview
 from tests.smtp_servers import start_server
 
 DATA = {"order_number": "ORD-1", "order_date": "1/3/2026", "total": "€ 5",
@@ -201,7 +201,7 @@ def test_the_scheduled_refresh_counts_closed_days_once(app, make_customer):
 
 def test_the_rollup_job_is_scheduled(app):
     """The worker refreshes the rollup every 10 minutes."""
-    from dashboard.scheduler import job_definitions
+    from dashboard.worker.scheduler import job_definitions
 
     [job] = [j for j in job_definitions(app) if j["id"] == "overview_rollup"]
-    assert job["func"] == "dashboard.scheduler:run_overview_rollup" and job["minutes"] == 10
+    assert job["func"] == "dashboard.worker.scheduler:run_overview_rollup" and job["minutes"] == 10

@@ -10,11 +10,11 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 
-from .. import reasons
-from ..extensions import db
-from ..models import Message, utcnow
-from .core.timeline import add_event
-from .delivery.pixel import public_id_for
+from ... import reasons
+from ...extensions import db
+from ...models import Message, utcnow
+from ..core.timeline import add_event
+from ..delivery.pixel import public_id_for
 
 # The smallest transparent GIF (43 bytes).
 PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
