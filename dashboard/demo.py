@@ -394,6 +394,7 @@ def demo_command(port: int, host: str) -> None:
         SESSION_COOKIE_SECURE=False, REMEMBER_COOKIE_SECURE=False,
     )
     if "demo" not in app.blueprints:
+        app.extensions["postino_demo_inbox"] = INBOX
         app.register_blueprint(demo_blueprint.bp)
     upgrade()
     seeded = seed(customer_sink.port)

@@ -160,10 +160,10 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session", autouse=True)
 def _cheap_password_hashing():
     """Scrypt with a small work factor: the same code path at a fraction of the CPU per login."""
-    import dashboard.services.accounts.users
     from werkzeug.security import generate_password_hash
 
     import dashboard.models
+    import dashboard.services.accounts.users
 
     def cheap(password: str, method: str = "scrypt", salt_length: int = 16) -> str:
         if method == "scrypt":
