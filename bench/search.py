@@ -5,7 +5,7 @@
     python bench/search.py --reuse               # time again without re-seeding
 
 Seeds with bench/seed.py (bulk inserts), then times, through the very service the page
-uses (services.log_search.parse + run), the searches support makes: exact reference,
+uses (services.messages.log_search.parse + run), the searches support makes: exact reference,
 reference prefix, exact address, address prefix, customer+status+date range, message id,
 first page and a later keyset page. Each is repeated with varying values; p50/p95 in ms.
 Then the Log page itself is rendered server-side (Flask test client, logged in as support)

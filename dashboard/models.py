@@ -677,9 +677,9 @@ class Alert(db.Model):
 class MessageRollup(db.Model):
     """Messages per closed UTC day, customer and status: the Home chart's history, kept small.
 
-    Rows are rebuilt from `message` by services.overview; customer_id -1 sums every customer
-    (the chart), customer_id 0 with status '*' marks a day as computed (so an empty day is not
-    recomputed on every visit).
+    Rows are rebuilt from `message` by services.operations.overview; customer_id -1 sums every
+    customer (the chart), customer_id 0 with status '*' marks a day as computed (so an empty
+    day is not recomputed on every visit).
     """
 
     __tablename__ = "message_rollup"

@@ -1,5 +1,5 @@
 """`flask reclassify-suppressions`: re-read the evidence of automatic suppressions with the
-current rules (services.reclassify, the same run as the Suppressions page's button)."""
+current rules (services.bounces.reclassify, the same run as the Suppressions page's button)."""
 from __future__ import annotations
 
 import click

@@ -14,7 +14,7 @@ from dashboard.services.messages import intake
 @pytest.fixture
 def make_message(app, make_customer):
     """Factory: make_message(customer=None, to=..., reference=..., event=..., ago=timedelta,
-    status=None) -> Message stored by services.messages.enqueue, then aged and re-statused."""
+    status=None) -> Message stored by services.messages.intake.enqueue, then aged and re-statused."""
     default = {}
 
     def _make(customer=None, to="mario.rossi@example.com", reference="ORD-2026-000123",
