@@ -1,1 +1,1 @@
-"""Staff users, customers and their settings, the Settings page; imported by no other service."""
+"""Staff users, customers and their settings, the Settings page; never imports operations."""

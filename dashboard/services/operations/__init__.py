@@ -1,1 +1,1 @@
-"""Running the desk: jobs, health, alerts, banners, Home, opens, purge, doctor; imported by none."""
+"""Running the desk: jobs, health, alerts, Home, opens, purge, doctor; never imports accounts."""
