@@ -100,7 +100,10 @@ def _enqueue(count: int, dkim: bool = False, ed25519: bool = False):
     """Store `count` messages; with `dkim`, From a custom_from customer with a DKIM key
     (forced on: no DNS here), which is returned."""
     from dashboard.notifications import CATALOG
-    from dashboard.services import customers, dkim_keys, messages, render
+    from dashboard.services.accounts import customers
+    from dashboard.services.content import render
+    from dashboard.services.delivery import dkim_keys
+    from dashboard.services.messages import intake
 
     customer, _ = customers.create_customer("BENCH", "Bench customer")
     key = None
@@ -114,7 +117,7 @@ def _enqueue(count: int, dkim: bool = False, ed25519: bool = False):
     data = CATALOG["order_closed"]["sample"]
     for start in range(0, count, 500):
         recipients = [f"buyer{i}@example.com" for i in range(start, min(count, start + 500))]
-        messages.store(customer, "order_closed", recipients, "ORD-BENCH", "it", data, rendered,
+        intake.store(customer, "order_closed", recipients, "ORD-BENCH", "it", data, rendered,
                        [])
     return key
 
@@ -125,7 +128,7 @@ def _signing_cost(batch, keys) -> tuple[float, float]:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding
 
-    from dashboard.services import dkim_keys
+    from dashboard.services.delivery import dkim_keys
 
     times, rsa_times = [], []
     rsa = next(k.private for k in keys if k.algorithm == b"rsa-sha256")
@@ -177,8 +180,8 @@ def main() -> None:
 
             from dashboard.extensions import db
             from dashboard.models import DkimKey, Message
-            from dashboard.services import compose, dkim_keys
-            from dashboard.services.sweep import sweep
+            from dashboard.services.delivery import compose, dkim_keys
+            from dashboard.services.delivery.sweep import sweep
 
             # --dkim: twice the messages, a signed and an unsigned slice per round
             stored = args.messages * (2 if args.dkim else 1)
