@@ -18,6 +18,7 @@ def register_blueprints(app: Flask) -> None:
         home,
         jobs,
         log,
+        metrics,
         settings,
         suppressions,
         templates,
@@ -26,7 +27,7 @@ def register_blueprints(app: Flask) -> None:
     )
 
     for module in (api, audit, auth, billing, customers, dkim, doctor, health, home, jobs, log,
-                   settings, suppressions, templates, tracking, users):
+                   metrics, settings, suppressions, templates, tracking, users):
         app.register_blueprint(module.bp)
     if app.config.get("POSTINO_DEMO"):
         from . import demo

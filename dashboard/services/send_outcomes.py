@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from ..models import Customer, Message, Suppression, TransportBreaker, utcnow
 from . import fault
+from .operations import metrics
 from .transport import Outcome
 
 FAILURES_BEFORE_TRIP = 3  # account/transport refusals in a row before pausing or alerting
@@ -118,6 +119,8 @@ def update_breaker(customer: Customer, decision: Decision, outcome: Outcome,
     customer's own SMTP: the customer is paused with the server's words; our relay: a
     processing_blocked alert to staff); any success resets it. `cache` (per batch) keeps
     the relay's count so a success costs no query once the count is known to be 0."""
+    metrics.count_outcome(customer.sending_mode, decision.status,
+                          decision.verdict.fault_class if decision.verdict else None)
     if decision.breaker is None:
         return
     if customer.sending_mode == "customer_smtp":

@@ -1,0 +1,173 @@
+"""Prometheus metrics for `GET /metrics`: what the database knows, read at scrape time, and
+what only a process can measure (send latency, sweep duration, outcomes, webhook attempts).
+
+The web processes and the workers are separate processes, so:
+- counts and queue depths come from the database when Prometheus scrapes (DatabaseCollector):
+  any web process answers the same, whichever worker did the work;
+- measurements taken in a process (the histograms and counters below) use prometheus-client's
+  multiprocess mode when PROMETHEUS_MULTIPROC_DIR is set (in the environment of gunicorn and
+  of `flask worker` alike, the same folder on one host, emptied before they start): each
+  process writes its values to files there and a scrape of any web process adds them up.
+  Without it, a process shows only its own measurements (fine for `flask demo`).
+"""
+from __future__ import annotations
+
+import ipaddress
+import time
+from contextlib import contextmanager
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+PROCESS = CollectorRegistry(auto_describe=True)
+
+SEND_SECONDS = Histogram(
+    "postino_send_seconds", "Time to hand one message to its SMTP server (connect to answer)",
+    ["transport", "outcome"], registry=PROCESS,
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
+SEND_OUTCOMES = Counter(
+    "postino_send_outcomes", "Send attempts by what the answer did to the message",
+    ["outcome", "transport", "fault_class"], registry=PROCESS)
+SWEEP_SECONDS = Histogram(
+    "postino_sweep_seconds", "Duration of one sweep of the due queue", registry=PROCESS,
+    buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900))
+WEBHOOK_ATTEMPTS = Counter(
+    "postino_webhook_attempts", "Webhook delivery attempts by result", ["result"],
+    registry=PROCESS)
+WEBHOOK_SECONDS = Histogram(
+    "postino_webhook_seconds", "Time of one webhook delivery attempt", registry=PROCESS,
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+
+
+def transport_kind(name: str) -> str:
+    """`relay` or `customer_smtp`, from a transport's name (a bounded label, not the code)."""
+    return "relay" if name == "relay" else "customer_smtp"
+
+
+def observe_send(transport_name: str, status: str, seconds: float) -> None:
+    """One message handed to a server (or not): its latency, by transport kind and status."""
+    SEND_SECONDS.labels(transport_kind(transport_name), status).observe(seconds)
+
+
+def count_outcome(sending_mode: str, status: str, fault_class: str | None) -> None:
+    """One send-time answer: sent, deferred or failed, by transport kind and who is at fault."""
+    kind = "customer_smtp" if sending_mode == "customer_smtp" else "relay"
+    SEND_OUTCOMES.labels(status, kind, fault_class or "none").inc()
+
+
+@contextmanager
+def timed_sweep():
+    """Time one sweep."""
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        SWEEP_SECONDS.observe(time.monotonic() - started)
+
+
+def webhook_attempt(result: str, seconds: float) -> None:
+    """One webhook POST: delivered, failed (error answer) or timeout/unreachable."""
+    WEBHOOK_ATTEMPTS.labels(result).inc()
+    WEBHOOK_SECONDS.observe(seconds)
+
+
+class DatabaseCollector:
+    """Gauges and counters read from the database at scrape time (the same from every
+    process): messages by status, bounce reports by kind, webhook events by status, the
+    worker's last sweep."""
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        from sqlalchemy import func, select
+
+        from ...extensions import db
+        from ...models import BounceReport, Message, WebhookEvent, utcnow
+        from .. import jobs
+
+        messages = GaugeMetricFamily("postino_messages", "Messages held in the database by "
+                                     "status (queued, deferred, sending, held: the queue)",
+                                     labels=["status"])
+        for status, count in db.session.execute(
+                select(Message.status, func.count()).group_by(Message.status)):
+            messages.add_metric([status], count)
+        yield messages
+
+        due = GaugeMetricFamily("postino_queue_due", "Queued or deferred messages due now")
+        due.add_metric([], db.session.scalar(
+            select(func.count()).select_from(Message).where(
+                Message.status.in_(("queued", "deferred")),
+                Message.next_attempt_at <= utcnow())) or 0)
+        yield due
+
+        reports = CounterMetricFamily("postino_bounce_reports", "Bounce reports, delivery "
+                                      "reports and complaints received, by kind",
+                                      labels=["kind"])
+        for kind, count in db.session.execute(
+                select(BounceReport.kind, func.count()).group_by(BounceReport.kind)):
+            reports.add_metric([kind], count)
+        yield reports
+
+        webhooks = GaugeMetricFamily("postino_webhook_events", "Webhook events kept, by "
+                                     "delivery status", labels=["status"])
+        for status, count in db.session.execute(
+                select(WebhookEvent.status, func.count()).group_by(WebhookEvent.status)):
+            webhooks.add_metric([status], count)
+        yield webhooks
+
+        last = jobs.last_heartbeat()
+        heartbeat = GaugeMetricFamily("postino_worker_last_sweep_timestamp_seconds",
+                                      "When a worker last finished a sweep (Unix time; 0: never)")
+        heartbeat.add_metric([], last.timestamp() if last else 0)
+        yield heartbeat
+        db.session.rollback()
+
+
+class _ThisProcess:
+    """The measurements of this process, when there is no multiprocess folder."""
+
+    def collect(self):
+        yield from PROCESS.collect()
+
+
+def exposition(multiproc_dir: str | None) -> bytes:
+    """The text format of every metric: the database's, and the processes' measurements."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DatabaseCollector())
+    if multiproc_dir:
+        from prometheus_client import multiprocess
+
+        multiprocess.MultiProcessCollector(registry, path=multiproc_dir)
+    else:
+        registry.register(_ThisProcess())
+    return generate_latest(registry)
+
+
+def allowed(remote_addr: str | None, authorization: str | None, allow: str,
+            token: str | None) -> bool:
+    """May this client read the metrics? With the token (`Authorization: Bearer …`), or from
+    an address in the allow list (addresses or CIDRs, comma-separated)."""
+    import hmac
+
+    if token:
+        scheme, _, given = (authorization or "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
+                                                              token.encode()):
+            return True
+    try:
+        address = ipaddress.ip_address((remote_addr or "").strip())
+    except ValueError:
+        return False
+    for item in (allow or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            if address in ipaddress.ip_network(item, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
