@@ -9,6 +9,6 @@ def init_app(app: Flask) -> None:
     from importlib import import_module
 
     for name in ("demo", "worker", "bounce_listener", "ops_cli", "customer_cli",
-                 "suppressions_cli"):
+                 "suppressions_cli", "webhook_cli"):
         module = import_module(f"dashboard.{name}")
         module.register_cli(app)
