@@ -24,10 +24,11 @@ def register_blueprints(app: Flask) -> None:
         templates,
         tracking,
         users,
+        webhooks,
     )
 
     for module in (api, audit, auth, billing, customers, dkim, doctor, health, home, jobs, log,
-                   metrics, settings, suppressions, templates, tracking, users):
+                   metrics, settings, suppressions, templates, tracking, users, webhooks):
         app.register_blueprint(module.bp)
     if app.config.get("POSTINO_DEMO"):
         from . import demo

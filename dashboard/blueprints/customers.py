@@ -21,6 +21,7 @@ from ..services import sending as sending_service
 from ..services.credentials import CredentialsError
 from ..services.transport import AUTHS, SECURITIES
 from .dkim import section_context as dkim_context
+from .webhooks import section_context as webhook_context
 
 log = logging.getLogger(__name__)
 bp = Blueprint("customers", __name__, url_prefix="/customers")
@@ -99,6 +100,7 @@ def _context(customer: Customer, posted: dict | None = None, errors: dict | None
         "probe_timeout": round(float(current_app.config.get("POSTINO_SMTP_TEST_TIMEOUT")
                                      or customer_settings.PROBE_TIMEOUT)),
         **dkim_context(customer),
+        **webhook_context(customer),
     }
     context.update(extra)
     return context
