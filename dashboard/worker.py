@@ -10,9 +10,10 @@ from flask import Flask, current_app
 def sweep_command(batch_size: int) -> None:
     """One pass over the due queue; last line: sent=N deferred=N failed=N held=N."""
     from .services import jobs
+    from .services.operations import metrics
     from .services.sweep import sweep
 
-    with jobs.recorded("sweep") as run:
+    with jobs.recorded("sweep") as run, metrics.timed_sweep():
         result = sweep(batch_size=batch_size)
         run.counts = result.as_dict()
     click.echo(result.line())
