@@ -29,11 +29,11 @@ with log_format.context(customer="ACME"):
 def _run(tmp_path, **env) -> list[str]:
     from cryptography.fernet import Fernet
 
-    environment = {**os.environ, "PYTHONPATH": str(ROOT),
-                   "DATABASE_URL": f"sqlite:///{tmp_path / 'logs.sqlite3'}",
-                   "SECRET_KEY": "a-secret-key-of-at-least-32-characters-here",
-                   "POSTINO_CREDENTIALS_KEY": Fernet.generate_key().decode(), **env}
-    environment.pop("POSTINO_LOG_FORMAT", None) if "POSTINO_LOG_FORMAT" not in env else None
+    environment = {k: v for k, v in os.environ.items() if k != "POSTINO_LOG_FORMAT"}
+    environment.update({"PYTHONPATH": str(ROOT),
+                        "DATABASE_URL": f"sqlite:///{tmp_path / 'logs.sqlite3'}",
+                        "SECRET_KEY": "a-secret-key-of-at-least-32-characters-here",
+                        "POSTINO_CREDENTIALS_KEY": Fernet.generate_key().decode(), **env})
     done = subprocess.run([sys.executable, "-c", _LOG], cwd=tmp_path, env=environment,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
