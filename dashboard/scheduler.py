@@ -104,12 +104,12 @@ def run_webhooks() -> None:
 def run_webhook_cleanup() -> None:
     """Job: drop delivered webhook events older than the retention period."""
     from .services import jobs, settings
-    from .services.webhooks import endpoints
+    from .services.webhooks import delivery
 
     with _app.app_context():
         with jobs.recorded("webhook_cleanup") as run:
             days = int(settings.get("retention_days"))
-            run.counts = {"deleted": endpoints.purge_delivered(days)}
+            run.counts = {"deleted": delivery.purge_delivered(days)}
 
 
 def run_now(app: Flask, job_id: str) -> None:

@@ -20,8 +20,8 @@ from ..services import ServiceError, customer_settings, customers, dns_check, in
 from ..services import sending as sending_service
 from ..services.credentials import CredentialsError
 from ..services.transport import AUTHS, SECURITIES
+from ..services.webhooks import endpoints as webhook_endpoints
 from .dkim import section_context as dkim_context
-from .webhooks import section_context as webhook_context
 
 log = logging.getLogger(__name__)
 bp = Blueprint("customers", __name__, url_prefix="/customers")
@@ -100,7 +100,7 @@ def _context(customer: Customer, posted: dict | None = None, errors: dict | None
         "probe_timeout": round(float(current_app.config.get("POSTINO_SMTP_TEST_TIMEOUT")
                                      or customer_settings.PROBE_TIMEOUT)),
         **dkim_context(customer),
-        **webhook_context(customer),
+        **webhook_endpoints.page_context(customer),
     }
     context.update(extra)
     return context

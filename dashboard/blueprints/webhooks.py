@@ -12,7 +12,7 @@ from ..htmx import render
 from ..models import Customer
 from ..services import ServiceError, customers
 from ..services.credentials import CredentialsError
-from ..services.webhooks import endpoints, signing
+from ..services.webhooks import endpoints
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
@@ -24,34 +24,12 @@ def _customer(code: str) -> Customer:
     return customer
 
 
-def section_context(customer: Customer, **extra) -> dict:
-    """Everything the webhook section needs, never a secret unless one was just made."""
-    endpoint = endpoints.for_customer(customer)
-    context = {
-        "webhook_customer": customer,
-        "webhook": endpoint,
-        "webhook_events": endpoints.recent(endpoint) if endpoint else [],
-        "webhook_counts": endpoints.counts(endpoint) if endpoint else {},
-        "webhook_can_edit": current_user.role == "admin",
-        "webhook_secret": None,
-        "webhook_message": None,
-        "webhook_errors": {},
-        "webhook_url": endpoint.url if endpoint else "",
-        "webhook_test": None,
-        "webhook_header": signing.HEADER,
-        "webhook_tolerance": signing.TOLERANCE_SECONDS // 60,
-    }
-    context.update(extra)
-    return context
-
-
 def _respond(customer: Customer, status: int = 200, **extra):
     """The section for htmx; the customer's whole page otherwise (a secret is shown there)."""
     from .customers import _context as customer_context
 
-    context = section_context(customer, **extra)
     return render("customers/detail.html", "webhooks/_section.html", status=status,
-                  **customer_context(customer, **context))
+                  **customer_context(customer, **endpoints.page_context(customer, **extra)))
 
 
 @bp.route("/<code>")

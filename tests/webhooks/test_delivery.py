@@ -7,7 +7,8 @@ import time
 from sqlalchemy import select, update
 
 from dashboard.extensions import db
-from dashboard.models import Alert, WebhookEndpoint, WebhookEvent, utcnow
+from dashboard.models import Alert, Message, WebhookEndpoint, WebhookEvent, utcnow
+from dashboard.services import health
 from dashboard.services.webhooks import delivery, endpoints, signing
 
 
@@ -138,6 +139,7 @@ def test_repeated_failures_pause_the_endpoint_with_an_alert(app, hooked, receive
     delivery.run()
     db.session.refresh(endpoint)
     assert endpoint.paused_at is not None and "HTTP 500" in endpoint.paused_reason
+    health.check()  # the health-check job raises the alert (banner and email to admins)
     alert = db.session.scalar(select(Alert).where(Alert.cause == f"webhook:{customer.id}"))
     assert alert is not None and alert.cleared_at is None
     timeline(customer, "sent")
@@ -148,6 +150,7 @@ def test_repeated_failures_pause_the_endpoint_with_an_alert(app, hooked, receive
     assert delivery.run()["delivered"] == 4
     db.session.refresh(alert)
     assert alert.cleared_at is not None
+    assert db.session.scalar(select(Message).where(Message.event == "processing_blocked"))
 
 
 def test_a_test_event_is_sent_at_once_and_not_retried(hooked, receiver):
@@ -200,3 +203,19 @@ def test_an_untrusted_certificate_is_a_failure(app, hooked, receiver, timeline):
     assert delivery.run()["retry"] == 1
     assert "TLS" in db.session.scalar(select(WebhookEvent.last_error))
     assert receiver.received == []
+
+
+def test_reading_the_timeline_again_adds_no_event_twice(hooked, timeline):
+    """The cursor held back for late commits (or two workers reading at once) never makes
+    a second event for one timeline step."""
+    from sqlalchemy import func
+
+    from dashboard.services.webhooks import outbox
+
+    customer, endpoint, _secret = hooked
+    timeline(customer, "sent", "opened")
+    assert outbox.produce_for(endpoint) == 2
+    endpoint.cursor = 0
+    db.session.commit()
+    assert outbox.produce_for(endpoint) == 0
+    assert db.session.scalar(select(func.count()).select_from(WebhookEvent)) == 2

@@ -85,8 +85,7 @@ class DatabaseCollector:
         from sqlalchemy import func, select
 
         from ...extensions import db
-        from ...models import BounceReport, Message, WebhookEvent, utcnow
-        from .. import jobs
+        from ...models import BounceReport, JobRun, Message, WebhookEvent, utcnow
 
         messages = GaugeMetricFamily("postino_messages", "Messages held in the database by "
                                      "status (queued, deferred, sending, held: the queue)",
@@ -118,7 +117,10 @@ class DatabaseCollector:
             webhooks.add_metric([status], count)
         yield webhooks
 
-        last = jobs.last_heartbeat()
+        last = db.session.scalar(  # the worker's heartbeat, as services.jobs reads it
+            select(JobRun.finished_at).where(JobRun.job == "sweep",
+                                             JobRun.finished_at.is_not(None))
+            .order_by(JobRun.started_at.desc()).limit(1))
         heartbeat = GaugeMetricFamily("postino_worker_last_sweep_timestamp_seconds",
                                       "When a worker last finished a sweep (Unix time; 0: never)")
         heartbeat.add_metric([], last.timestamp() if last else 0)

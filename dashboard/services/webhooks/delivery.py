@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import http.client
 import logging
+import os
 import random
+import socket
 import ssl
 import time
 import uuid
@@ -16,13 +18,13 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import current_app
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import aliased
 
 from ... import log_format, reasons
 from ...extensions import db
-from ...models import WebhookEndpoint, WebhookEvent, utcnow
-from .. import alerts, credentials, jobs
+from ...models import Customer, WebhookEndpoint, WebhookEvent, utcnow
+from .. import credentials
 from ..operations import metrics
 from . import outbox, signing
 
@@ -217,30 +219,40 @@ def alert_cause(endpoint: WebhookEndpoint) -> str:
 
 
 def pause(endpoint: WebhookEndpoint, error: str) -> None:
-    """Stop sending to an endpoint that keeps failing, and tell the administrators. Its
-    events stay in the outbox and new ones keep being added."""
+    """Stop sending to an endpoint that keeps failing. Its events stay in the outbox and new
+    ones keep being added; the health check alerts the administrators (paused_alerts)."""
     endpoint.paused_at = utcnow()
     endpoint.paused_reason = error[:2000]
-    customer = endpoint.customer
-    log.warning("webhook of %s paused after %s failed deliveries in a row: %s", customer.code,
-                endpoint.failures, error)
-    alerts.raise_alert(alert_cause(endpoint),
+    log.warning("webhook of %s paused after %s failed deliveries in a row: %s",
+                endpoint.customer.code, endpoint.failures, error)
+
+
+def paused_alerts() -> list[tuple[str, Customer, str, str]]:
+    """(cause, customer, alert text, reason) of every paused webhook, for the health check
+    that raises their alerts (and clears the others')."""
+    result = []
+    for endpoint in db.session.scalars(select(WebhookEndpoint).where(
+            WebhookEndpoint.paused_at.is_not(None)).order_by(WebhookEndpoint.id)):
+        customer, error = endpoint.customer, (endpoint.paused_reason or "")[:300]
+        result.append((alert_cause(endpoint), customer,
                        reasons.encode("webhook_paused_alert", name=customer.name,
-                                      failures=endpoint.failures, error=error[:300]),
-                       customer,
+                                      failures=endpoint.failures, error=error),
                        reasons.encode("webhook_paused", failures=endpoint.failures,
-                                      error=error[:300]))
+                                      error=error)))
+    return result
+
+
+def worker_name() -> str:
+    """host:pid:random, the owner of this pass's claims."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def run(max_seconds: float = 60.0, produce: bool = True) -> dict:
     """One pass: fill the outbox, then deliver due events until none is left or the time is
     up. Returns counts for the job run."""
-    counts = {"produced": 0, "delivered": 0, "retry": 0, "failed": 0, "lost": 0}
-    if produce:
-        with jobs.singleton("webhook_outbox") as mine:
-            if mine:
-                counts["produced"] = outbox.produce()
-    owner = f"{jobs.worker_name()}:{uuid.uuid4().hex[:8]}"
+    counts = {"produced": outbox.produce() if produce else 0,
+              "delivered": 0, "retry": 0, "failed": 0, "lost": 0}
+    owner = worker_name()
     deadline = time.monotonic() + max_seconds
     while time.monotonic() < deadline:
         ids = claim(owner)
@@ -256,3 +268,14 @@ def run(max_seconds: float = 60.0, produce: bool = True) -> dict:
                 continue
             counts[deliver(event_id, owner)] += 1
     return counts
+
+
+def purge_delivered(older_than_days: int = 30) -> int:
+    """Drop delivered events (and failed tests) older than the retention: the outbox stays
+    small; events still waiting are kept."""
+    cutoff = utcnow() - timedelta(days=older_than_days)
+    deleted = db.session.execute(delete(WebhookEvent).where(
+        WebhookEvent.status.in_(("delivered", "failed")),
+        WebhookEvent.created_at < cutoff)).rowcount
+    db.session.commit()
+    return deleted

@@ -170,12 +170,21 @@ def rotate_encryption() -> tuple[int, list[str]]:
     return count, broken
 
 
-def purge_delivered(older_than_days: int = 30) -> int:
-    """Drop delivered and failed test events older than the retention (the outbox stays
-    small); events still waiting are kept."""
-    cutoff = utcnow() - timedelta(days=older_than_days)
-    deleted = db.session.execute(delete(WebhookEvent).where(
-        WebhookEvent.status.in_(("delivered", "failed")),
-        WebhookEvent.created_at < cutoff)).rowcount
-    db.session.commit()
-    return deleted
+def page_context(customer: Customer, **extra) -> dict:
+    """What the customer page's webhook section shows (never a secret unless one was just
+    made and is passed in `extra`)."""
+    endpoint = for_customer(customer)
+    context = {
+        "webhook": endpoint,
+        "webhook_events": recent(endpoint) if endpoint else [],
+        "webhook_counts": counts(endpoint) if endpoint else {},
+        "webhook_secret": None,
+        "webhook_message": None,
+        "webhook_errors": {},
+        "webhook_url": endpoint.url if endpoint else "",
+        "webhook_test": None,
+        "webhook_header": signing.HEADER,
+        "webhook_tolerance": signing.TOLERANCE_SECONDS // 60,
+    }
+    context.update(extra)
+    return context

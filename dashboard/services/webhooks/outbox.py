@@ -86,29 +86,44 @@ def _rows(endpoint: WebhookEndpoint, after: int):
         .order_by(MessageEvent.id).limit(BATCH)).all()
 
 
-def _add(endpoint: WebhookEndpoint, row, at: datetime, now: datetime) -> bool:
-    """Put one timeline row in the outbox as an event; False when it makes none."""
+def _event_row(endpoint: WebhookEndpoint, row, at: datetime, now: datetime) -> dict | None:
+    """One timeline row as an outbox row; None when it makes no event."""
     data = row.data or {}
     if row.type in ("bounce", "complaint", "delivered") and data.get("trusted") is False:
-        return False  # a report about another address: kept as evidence, not an event
+        return None  # a report about another address: kept as evidence, not an event
     event_id = new_event_id()
     event = TYPES[row.type]
     explained = event in ("bounced", "failed", "suppressed", "complaint")
-    db.session.add(WebhookEvent(
-        public_id=event_id, endpoint_id=endpoint.id, message_id=row.message_id,
-        source_event_id=row.id, type=event, status="pending", next_attempt_at=now,
-        created_at=now,
-        payload=body(event_id, event, at, _message_fields(row), smtp_code=row.smtp_code,
-                     fault_class=data.get("fault_class"), fault_reason=data.get("fault_reason"),
-                     reason=(reasons.english(row.detail) or row.smtp_text or None)
-                     if explained else None)))
-    return True
+    return {
+        "public_id": event_id, "endpoint_id": endpoint.id, "message_id": row.message_id,
+        "source_event_id": row.id, "type": event, "status": "pending", "attempts": 0,
+        "next_attempt_at": now, "created_at": now,
+        "payload": body(event_id, event, at, _message_fields(row), smtp_code=row.smtp_code,
+                        fault_class=data.get("fault_class"),
+                        fault_reason=data.get("fault_reason"),
+                        reason=(reasons.english(row.detail) or row.smtp_text or None)
+                        if explained else None),
+    }
+
+
+def _insert_new(rows: list[dict]) -> int:
+    """Insert outbox rows, skipping any another worker inserted first; returns how many."""
+    if not rows:
+        return 0
+    if db.engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(WebhookEvent).values(rows).on_conflict_do_nothing(
+        index_elements=["endpoint_id", "source_event_id"]).returning(WebhookEvent.id)
+    return len(db.session.execute(statement).all())
 
 
 def produce_for(endpoint: WebhookEndpoint, now: datetime | None = None,
                 max_batches: int = 20) -> int:
     """Read the endpoint's customer's new timeline rows into its outbox; returns how many
-    events were added. Commits after each batch."""
+    events were added. Commits after each batch. Two workers doing this at once add each
+    event once (the unique pair) and at worst move the cursor back a little (read again)."""
     now = now or utcnow()
     settled_before = now - SETTLE
     after, settled, added = endpoint.cursor, True, 0
@@ -119,14 +134,18 @@ def produce_for(endpoint: WebhookEndpoint, now: datetime | None = None,
         known = set(db.session.scalars(select(WebhookEvent.source_event_id).where(
             WebhookEvent.endpoint_id == endpoint.id,
             WebhookEvent.source_event_id.in_([row.id for row in rows]))))
+        new = []
         for row in rows:
             at = row.at if row.at.tzinfo else row.at.replace(tzinfo=UTC)
             if settled and at <= settled_before:
                 endpoint.cursor = row.id
             else:
                 settled = False  # the cursor waits here: younger rows are read again
-            if row.id not in known and _add(endpoint, row, at, now):
-                added += 1
+            if row.id not in known:
+                event = _event_row(endpoint, row, at, now)
+                if event is not None:
+                    new.append(event)
+        added += _insert_new(new)
         after = rows[-1].id
         db.session.commit()
         if len(rows) < BATCH:
