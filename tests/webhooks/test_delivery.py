@@ -219,3 +219,22 @@ def test_reading_the_timeline_again_adds_no_event_twice(hooked, timeline):
     db.session.commit()
     assert outbox.produce_for(endpoint) == 0
     assert db.session.scalar(select(func.count()).select_from(WebhookEvent)) == 2
+
+
+def test_a_quiet_customers_cursor_moves_past_other_customers_steps(hooked, make_customer,
+                                                                    timeline, monkeypatch):
+    """Other customers' timeline rows are skipped for good once settled, so a pass never
+    rereads the whole table for a customer that sends nothing."""
+    from datetime import timedelta
+
+    from dashboard.services.webhooks import outbox
+
+    monkeypatch.setattr(outbox, "SETTLE", timedelta(0))
+    monkeypatch.setattr(outbox, "_WATERMARKS", {})
+    _customer, endpoint, _secret = hooked
+    other, _key = make_customer()
+    last = timeline(other, "sent", "opened")
+    outbox.produce_for(endpoint)  # takes the watermark
+    outbox.produce_for(endpoint)  # moves up to it
+    assert endpoint.cursor == max(e.id for e in last.events)
+    assert db.session.scalar(select(WebhookEvent)) is None

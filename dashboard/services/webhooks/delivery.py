@@ -7,6 +7,7 @@ in timeline order. An endpoint failing PAUSE_AFTER times in a row is paused with
 from __future__ import annotations
 
 import http.client
+import json
 import logging
 import os
 import random
@@ -167,8 +168,7 @@ def deliver(event_id: int, owner: str) -> str:
 
 
 def _message_of(event: WebhookEvent) -> str | None:
-    import json
-
+    """The public message id in an event's body (for log lines)."""
     try:
         return json.loads(event.payload).get("message_id")
     except ValueError:

@@ -33,6 +33,8 @@ TYPES = {
 EVENTS = ("sent", "delivered", "bounced", "suppressed", "failed", "opened", "complaint")
 SETTLE = timedelta(seconds=60)
 BATCH = 1000
+# per endpoint: (the highest timeline id, when it was read), in this process
+_WATERMARKS: dict[int, tuple[int, datetime]] = {}
 
 
 def new_event_id() -> str:
@@ -126,10 +128,11 @@ def produce_for(endpoint: WebhookEndpoint, now: datetime | None = None,
     event once (the unique pair) and at worst move the cursor back a little (read again)."""
     now = now or utcnow()
     settled_before = now - SETTLE
-    after, settled, added = endpoint.cursor, True, 0
+    after, settled, added, first_unsettled, reached_end = endpoint.cursor, True, 0, None, False
     for _batch in range(max_batches):
         rows = _rows(endpoint, after)
         if not rows:
+            reached_end = True
             break
         known = set(db.session.scalars(select(WebhookEvent.source_event_id).where(
             WebhookEvent.endpoint_id == endpoint.id,
@@ -139,8 +142,9 @@ def produce_for(endpoint: WebhookEndpoint, now: datetime | None = None,
             at = row.at if row.at.tzinfo else row.at.replace(tzinfo=UTC)
             if settled and at <= settled_before:
                 endpoint.cursor = row.id
-            else:
-                settled = False  # the cursor waits here: younger rows are read again
+            elif settled:
+                settled, first_unsettled = False, row.id  # the cursor waits here: younger
+                # rows are read again
             if row.id not in known:
                 event = _event_row(endpoint, row, at, now)
                 if event is not None:
@@ -149,9 +153,25 @@ def produce_for(endpoint: WebhookEndpoint, now: datetime | None = None,
         after = rows[-1].id
         db.session.commit()
         if len(rows) < BATCH:
+            reached_end = True
             break
+    if reached_end:
+        _skip_others(endpoint, now, first_unsettled)
     db.session.commit()
     return added
+
+
+def _skip_others(endpoint: WebhookEndpoint, now: datetime, first_unsettled: int | None) -> None:
+    """Move the cursor over other customers' rows too, or a quiet customer's cursor would
+    stay behind and every pass would read everyone's rows since. A watermark (the highest
+    id at some moment) older than SETTLE bounds rows that are surely committed; the cursor
+    goes up to it, never past one of this customer's rows still settling."""
+    mark = _WATERMARKS.get(endpoint.id)
+    if mark is not None and mark[1] <= now - SETTLE:
+        limit = mark[0] if first_unsettled is None else min(mark[0], first_unsettled - 1)
+        endpoint.cursor = max(endpoint.cursor, limit)
+    if mark is None or mark[1] <= now - SETTLE:
+        _WATERMARKS[endpoint.id] = (start_cursor(), now)
 
 
 def produce(now: datetime | None = None) -> int:
