@@ -16,7 +16,13 @@ bp = Blueprint("metrics", __name__)
 def scrape():
     """The Prometheus text format; 403 to a client neither allowed by address nor by token."""
     config = current_app.config
-    if not metrics.allowed(request.remote_addr, request.headers.get("Authorization"),
+    address = request.remote_addr
+    if not config.get("POSTINO_TRUSTED_PROXIES") and (
+            request.headers.get("X-Forwarded-For") or request.headers.get("Forwarded")):
+        # through a proxy that Postino was not told about, every client looks like the
+        # proxy (often 127.0.0.1): only the token lets it in
+        address = None
+    if not metrics.allowed(address, request.headers.get("Authorization"),
                            config.get("POSTINO_METRICS_ALLOW") or "",
                            config.get("POSTINO_METRICS_TOKEN")):
         return Response("forbidden: scrape from an address in POSTINO_METRICS_ALLOW or send "

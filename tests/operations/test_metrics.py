@@ -105,3 +105,16 @@ def test_a_worker_processs_measurements_reach_the_web_scrape(app, client, relay,
     assert value(samples, "postino_send_seconds_count", transport="relay", outcome="sent") == 1
     assert value(samples, "postino_sweep_seconds_count") == 1
     assert value(samples, "postino_messages", status="sent") == 1
+
+
+def test_a_request_through_an_undeclared_proxy_needs_the_token(app, client):
+    """Behind a proxy on this host every client would look local: with forwarding headers
+    and POSTINO_TRUSTED_PROXIES=0 the address does not count, the token does."""
+    forwarded = {"X-Forwarded-For": "203.0.113.9"}
+    assert client.get("/metrics", headers=forwarded).status_code == 403
+    app.config["POSTINO_METRICS_TOKEN"] = "scrape-token-0123456789"
+    try:
+        assert client.get("/metrics", headers={
+            **forwarded, "Authorization": "Bearer scrape-token-0123456789"}).status_code == 200
+    finally:
+        app.config["POSTINO_METRICS_TOKEN"] = None
