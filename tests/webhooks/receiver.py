@@ -74,6 +74,9 @@ def start(tmp_path) -> Receiver:
     state: dict = {}
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as real endpoints do
+        disable_nagle_algorithm = True  # headers and body leave at once, as real servers do
+
         def log_message(self, *args):  # quiet
             pass
 
@@ -92,10 +95,12 @@ def start(tmp_path) -> Receiver:
                 time.sleep(float(answer.split(":", 1)[1]))
                 answer = 200
             try:
+                text = b"ok" if answer < 300 else b"receiver says no"
                 self.send_response(answer)
                 self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(text)))
                 self.end_headers()
-                self.wfile.write(b"ok" if answer < 300 else b"receiver says no")
+                self.wfile.write(text)
             except OSError:  # the client went away (timed out, killed)
                 pass
 

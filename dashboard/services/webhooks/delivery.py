@@ -83,43 +83,102 @@ def claim(owner: str, limit: int = BATCH, now=None) -> list[int]:
         WebhookEvent.status == "sending").order_by(WebhookEvent.id))) if ids else []
 
 
+_contexts: dict[str | None, ssl.SSLContext] = {}
+MAX_ANSWER = 64 * 1024  # more than this is not read: the connection is dropped instead
+
+
 def _ssl_context() -> ssl.SSLContext:
-    """Certificates verified; POSTINO_WEBHOOK_CA_FILE adds CAs to the system's."""
-    context = ssl.create_default_context()
+    """Certificates verified; POSTINO_WEBHOOK_CA_FILE adds CAs to the system's. Built once
+    per process and CA file (loading the system's CAs costs milliseconds)."""
     cafile = current_app.config.get("POSTINO_WEBHOOK_CA_FILE")
-    if cafile:
-        context.load_verify_locations(cafile=cafile)
+    context = _contexts.get(cafile)
+    if context is None:
+        context = ssl.create_default_context()
+        if cafile:
+            context.load_verify_locations(cafile=cafile)
+        _contexts[cafile] = context
     return context
 
 
-def post(url: str, body: bytes, headers: dict, timeout: float) -> tuple[int | None, str | None]:
-    """POST `body`; returns (HTTP status or None, error or None). Redirects are not followed."""
-    parts = urlsplit(url)
-    try:
-        if parts.scheme == "https":
-            connection = http.client.HTTPSConnection(parts.hostname, parts.port or 443,
-                                                     timeout=timeout, context=_ssl_context())
-        elif parts.scheme == "http" and current_app.config.get("POSTINO_WEBHOOK_ALLOW_HTTP"):
-            connection = http.client.HTTPConnection(parts.hostname, parts.port or 80,
-                                                    timeout=timeout)
+class Connections:
+    """Open connections to endpoints, kept for the rest of a pass (HTTP keep-alive)."""
+
+    def __init__(self):
+        self.open: dict[tuple, http.client.HTTPConnection] = {}
+
+    def get(self, scheme: str, host: str, port: int, timeout: float):
+        """(connection, reused) for this address."""
+        key = (scheme, host, port)
+        connection = self.open.get(key)
+        if connection is not None:
+            connection.timeout = timeout
+            return connection, True
+        if scheme == "https":
+            connection = http.client.HTTPSConnection(host, port, timeout=timeout,
+                                                     context=_ssl_context())
         else:
-            return None, "the address must start with https://"
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        try:
-            connection.request("POST", path, body=body, headers=headers)
-            response = connection.getresponse()
-            answer = response.read(500).decode("utf-8", "replace").strip()
-        finally:
+            connection = http.client.HTTPConnection(host, port, timeout=timeout)
+        self.open[key] = connection
+        return connection, False
+
+    def drop(self, scheme: str, host: str, port: int) -> None:
+        connection = self.open.pop((scheme, host, port), None)
+        if connection is not None:
             connection.close()
+
+    def close(self) -> None:
+        for connection in self.open.values():
+            connection.close()
+        self.open.clear()
+
+
+def post(url: str, body: bytes, headers: dict, timeout: float,
+         connections: Connections | None = None) -> tuple[int | None, str | None]:
+    """POST `body`; returns (HTTP status or None, error or None). Redirects are not followed.
+    With `connections`, the connection stays open for the next event to that address."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme != "https" and not (scheme == "http"
+                                  and current_app.config.get("POSTINO_WEBHOOK_ALLOW_HTTP")):
+        return None, "the address must start with https://"
+    own = connections is None
+    connections = connections or Connections()
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    try:
+        address = (scheme, parts.hostname, parts.port or (443 if scheme == "https" else 80))
+    except ValueError as exc:
+        return None, str(exc)[:500]
+    try:
+        for _try in range(2):
+            connection, reused = connections.get(*address, timeout)
+            try:
+                connection.request("POST", path, body=body, headers=headers)
+                response = connection.getresponse()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                connections.drop(*address)
+                if reused:
+                    continue  # the endpoint had closed the kept connection: once more, fresh
+                raise
+            answer = response.read(MAX_ANSWER + 1)
+            if len(answer) > MAX_ANSWER or response.will_close:
+                connections.drop(*address)
+            break
     except TimeoutError:
+        connections.drop(*address)
         return None, f"no answer within {timeout:g} s"
     except ssl.SSLError as exc:
+        connections.drop(*address)
         return None, f"TLS: {exc.reason or exc}"[:500]
     except (OSError, http.client.HTTPException, ValueError) as exc:
+        connections.drop(*address)
         return None, (str(exc) or type(exc).__name__)[:500]
+    finally:
+        if own:
+            connections.close()
     if 200 <= response.status < 300:
         return response.status, None
-    return response.status, f"HTTP {response.status} {response.reason}: {answer}"[:500]
+    text = answer[:500].decode("utf-8", "replace").strip()
+    return response.status, f"HTTP {response.status} {response.reason}: {text}"[:500]
 
 
 def secrets_of(endpoint: WebhookEndpoint, now=None) -> list[str]:
@@ -133,7 +192,7 @@ def secrets_of(endpoint: WebhookEndpoint, now=None) -> list[str]:
     return values
 
 
-def deliver(event_id: int, owner: str) -> str:
+def deliver(event_id: int, owner: str, connections: Connections | None = None) -> str:
     """Send one claimed event and record the answer; returns delivered, retry, failed
     (a test event's only attempt) or lost (another worker holds it now)."""
     event = db.session.get(WebhookEvent, event_id)
@@ -158,7 +217,8 @@ def deliver(event_id: int, owner: str) -> str:
                        signing.HEADER: signing.header(secrets_, body),
                        "Postino-Event-Id": public_id, "Postino-Event": kind}
             code, error = post(url, body, headers,
-                               float(current_app.config.get("POSTINO_WEBHOOK_TIMEOUT") or 10))
+                               float(current_app.config.get("POSTINO_WEBHOOK_TIMEOUT") or 10),
+                               connections)
         seconds = time.monotonic() - started
         result = "delivered" if error is None else ("error" if code else "unreachable")
         metrics.webhook_attempt(result, seconds)
@@ -254,19 +314,23 @@ def run(max_seconds: float = 60.0, produce: bool = True) -> dict:
               "delivered": 0, "retry": 0, "failed": 0, "lost": 0}
     owner = worker_name()
     deadline = time.monotonic() + max_seconds
-    while time.monotonic() < deadline:
-        ids = claim(owner)
-        if not ids:
-            break
-        for event_id in ids:
-            if time.monotonic() >= deadline:
-                # left claimed: released for the next pass right away
-                db.session.execute(update(WebhookEvent).where(
-                    WebhookEvent.id == event_id, WebhookEvent.lease_owner == owner)
-                    .values(status="pending", lease_owner=None, lease_expires_at=None))
-                db.session.commit()
-                continue
-            counts[deliver(event_id, owner)] += 1
+    connections = Connections()
+    try:
+        while time.monotonic() < deadline:
+            ids = claim(owner)
+            if not ids:
+                break
+            for event_id in ids:
+                if time.monotonic() >= deadline:
+                    # left claimed: released for the next pass right away
+                    db.session.execute(update(WebhookEvent).where(
+                        WebhookEvent.id == event_id, WebhookEvent.lease_owner == owner)
+                        .values(status="pending", lease_owner=None, lease_expires_at=None))
+                    db.session.commit()
+                    continue
+                counts[deliver(event_id, owner, connections)] += 1
+    finally:
+        connections.close()
     return counts
 
 
