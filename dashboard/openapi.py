@@ -155,7 +155,8 @@ def _operation(meta: dict) -> dict:
                                                    "description": "Seconds to wait."}}
         responses[str(status)] = response
     operation = {"summary": meta["summary"], "operationId": meta["operation_id"],
-                 "responses": responses, "security": [{"apiKey": []}]}
+                 "tags": ["notifications"], "responses": responses,
+                 "security": [{"apiKey": []}]}
     if meta["description"]:
         operation["description"] = meta["description"]
     if meta["parameters"]:
