@@ -42,7 +42,8 @@ def test_queue_depth_and_bounce_intake_come_from_the_database(client, make_custo
     db.session.add(BounceReport(recipient="a@example.com", kind="hard"))
     db.session.commit()
     samples = scrape(client)
-    assert value(samples, "postino_messages", status="queued") == 2
+    assert value(samples, "postino_queue_messages", status="queued") == 2
+    assert value(samples, "postino_queue_messages", status="held") == 0
     assert value(samples, "postino_queue_due") == 2
     assert value(samples, "postino_bounce_reports_total", kind="hard") == 1
     assert ("postino_worker_last_sweep_timestamp_seconds", frozenset()) in samples
@@ -104,7 +105,7 @@ def test_a_worker_processs_measurements_reach_the_web_scrape(app, client, relay,
         app.config["PROMETHEUS_MULTIPROC_DIR"] = None
     assert value(samples, "postino_send_seconds_count", transport="relay", outcome="sent") == 1
     assert value(samples, "postino_sweep_seconds_count") == 1
-    assert value(samples, "postino_messages", status="sent") == 1
+    assert value(samples, "postino_queue_messages", status="queued") == 0
 
 
 def test_a_request_through_an_undeclared_proxy_needs_the_token(app, client):

@@ -75,8 +75,8 @@ def webhook_attempt(result: str, seconds: float) -> None:
 
 class DatabaseCollector:
     """Gauges and counters read from the database at scrape time (the same from every
-    process): messages by status, bounce reports by kind, webhook events by status, the
-    worker's last sweep."""
+    process): the queue by status, bounce reports by kind, the webhook backlog, the worker's
+    last sweep. The queue and backlog counts read the status indexes, not the whole tables."""
 
     def describe(self):
         return []
@@ -85,15 +85,17 @@ class DatabaseCollector:
         from sqlalchemy import func, select
 
         from ...extensions import db
-        from ...models import BounceReport, JobRun, Message, WebhookEvent, utcnow
+        from ...models import PENDING_STATUSES, BounceReport, JobRun, Message, WebhookEvent, utcnow
 
-        messages = GaugeMetricFamily("postino_messages", "Messages held in the database by "
-                                     "status (queued, deferred, sending, held: the queue)",
-                                     labels=["status"])
-        for status, count in db.session.execute(
-                select(Message.status, func.count()).group_by(Message.status)):
-            messages.add_metric([status], count)
-        yield messages
+        queue = GaugeMetricFamily("postino_queue_messages", "Messages that can still leave, "
+                                  "by status (queued, deferred, sending, held)",
+                                  labels=["status"])
+        found = dict(db.session.execute(
+            select(Message.status, func.count()).where(Message.status.in_(PENDING_STATUSES))
+            .group_by(Message.status)).all())
+        for status in PENDING_STATUSES:
+            queue.add_metric([status], found.get(status, 0))
+        yield queue
 
         due = GaugeMetricFamily("postino_queue_due", "Queued or deferred messages due now")
         due.add_metric([], db.session.scalar(
@@ -110,11 +112,15 @@ class DatabaseCollector:
             reports.add_metric([kind], count)
         yield reports
 
-        webhooks = GaugeMetricFamily("postino_webhook_events", "Webhook events kept, by "
-                                     "delivery status", labels=["status"])
-        for status, count in db.session.execute(
-                select(WebhookEvent.status, func.count()).group_by(WebhookEvent.status)):
-            webhooks.add_metric([status], count)
+        webhooks = GaugeMetricFamily("postino_webhook_backlog", "Webhook events waiting to "
+                                     "be delivered (pending) or being delivered (sending)",
+                                     labels=["status"])
+        found = dict(db.session.execute(
+            select(WebhookEvent.status, func.count())
+            .where(WebhookEvent.status.in_(("pending", "sending")))
+            .group_by(WebhookEvent.status)).all())
+        for status in ("pending", "sending"):
+            webhooks.add_metric([status], found.get(status, 0))
         yield webhooks
 
         last = db.session.scalar(  # the worker's heartbeat, as services.jobs reads it

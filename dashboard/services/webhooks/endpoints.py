@@ -143,14 +143,15 @@ def recent(endpoint: WebhookEndpoint, limit: int = RECENT) -> list[WebhookEvent]
 
 
 def counts(endpoint: WebhookEndpoint) -> dict:
-    """Events by status, and how many of the waiting ones already failed at least once."""
-    result = dict(db.session.execute(
-        select(WebhookEvent.status, func.count()).where(WebhookEvent.endpoint_id == endpoint.id)
-        .group_by(WebhookEvent.status)).all())
-    result["retrying"] = db.session.scalar(select(func.count()).select_from(WebhookEvent).where(
-        WebhookEvent.endpoint_id == endpoint.id, WebhookEvent.status == "pending",
-        WebhookEvent.attempts > 0)) or 0
-    return result
+    """Events waiting, and how many of them already failed at least once (read through the
+    status index: delivered events, the many, are not counted)."""
+    waiting = db.session.execute(
+        select(WebhookEvent.attempts > 0, func.count())
+        .where(WebhookEvent.status.in_(("pending", "sending")),
+               WebhookEvent.endpoint_id == endpoint.id)
+        .group_by(WebhookEvent.attempts > 0)).all()
+    return {"waiting": sum(n for _failed, n in waiting),
+            "retrying": sum(n for failed, n in waiting if failed)}
 
 
 def rotate_encryption() -> tuple[int, list[str]]:
