@@ -238,3 +238,49 @@ def test_a_quiet_customers_cursor_moves_past_other_customers_steps(hooked, make_
     outbox.produce_for(endpoint)  # moves up to it
     assert endpoint.cursor == max(e.id for e in last.events)
     assert db.session.scalar(select(WebhookEvent)) is None
+
+
+def test_rotate_credentials_re_encrypts_webhook_secrets(app, hooked, receiver, timeline, runner,
+                                                        monkeypatch):
+    """New credentials key first, rotate, drop the old key: events are still signed with the
+    secret the platform holds."""
+    from cryptography.fernet import Fernet
+
+    customer, endpoint, secret = hooked
+    old_token = endpoint.secret_encrypted
+    old_key = app.config["POSTINO_CREDENTIALS_KEY"]
+    new_key = Fernet.generate_key().decode()
+    monkeypatch.setitem(app.config, "POSTINO_CREDENTIALS_KEY", f"{new_key},{old_key}")
+    result = runner.invoke(args=["rotate-credentials"])
+    assert result.exit_code == 0 and "re-encrypted 1 stored secrets" in result.output
+    db.session.expire_all()
+    assert db.session.get(WebhookEndpoint, endpoint.id).secret_encrypted != old_token
+    monkeypatch.setitem(app.config, "POSTINO_CREDENTIALS_KEY", new_key)
+    timeline(customer, "sent")
+    assert delivery.run()["delivered"] == 1
+    request = receiver.received[0]
+    assert signing.verify(secret, request.headers["Postino-Signature"], request.body)
+
+
+def test_a_failed_delivery_logs_its_customer_and_message(hooked, receiver, timeline):
+    """With JSON logs, the warning of a failed attempt names the customer and the message."""
+    import io
+    import logging
+
+    from dashboard import log_format
+
+    customer, _endpoint, _secret = hooked
+    message = timeline(customer, "sent")
+    receiver.answers.append(500)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(log_format.JsonFormatter())
+    logger = logging.getLogger("dashboard.services.webhooks.delivery")
+    logger.addHandler(handler)
+    try:
+        delivery.run()
+    finally:
+        logger.removeHandler(handler)
+    [line] = [json.loads(text) for text in stream.getvalue().splitlines()]
+    assert line["level"] == "WARNING" and "HTTP 500" in line["message"]
+    assert line["customer"] == customer.code and line["message_id"] == message.public_id
