@@ -47,6 +47,14 @@ def _lease() -> timedelta:
     return timedelta(seconds=max(1, int(current_app.config.get("POSTINO_LEASE_SECONDS", 300))))
 
 
+def _batch_size() -> int:
+    """How many events one claim takes: all of them must fit in the lease even when every
+    endpoint makes us wait its whole timeout."""
+    lease = _lease().total_seconds()
+    timeout = float(current_app.config.get("POSTINO_WEBHOOK_TIMEOUT") or 10)
+    return max(1, min(BATCH, int(lease // (2 * timeout + 1))))
+
+
 def _due(now):
     """Events that may be sent now: pending and due, or claimed by a worker whose lease ran
     out (it died or lost the database)."""
@@ -317,7 +325,7 @@ def run(max_seconds: float = 60.0, produce: bool = True) -> dict:
     connections = Connections()
     try:
         while time.monotonic() < deadline:
-            ids = claim(owner)
+            ids = claim(owner, _batch_size())
             if not ids:
                 break
             for event_id in ids:

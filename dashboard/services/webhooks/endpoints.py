@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import case, delete, func, select, update
 
 from ...extensions import db
 from ...models import Customer, User, WebhookEndpoint, WebhookEvent, utcnow
@@ -145,13 +145,12 @@ def recent(endpoint: WebhookEndpoint, limit: int = RECENT) -> list[WebhookEvent]
 def counts(endpoint: WebhookEndpoint) -> dict:
     """Events waiting, and how many of them already failed at least once (read through the
     status index: delivered events, the many, are not counted)."""
-    waiting = db.session.execute(
-        select(WebhookEvent.attempts > 0, func.count())
+    waiting, retrying = db.session.execute(
+        select(func.count(), func.coalesce(func.sum(case((WebhookEvent.attempts > 0, 1),
+                                                         else_=0)), 0))
         .where(WebhookEvent.status.in_(("pending", "sending")),
-               WebhookEvent.endpoint_id == endpoint.id)
-        .group_by(WebhookEvent.attempts > 0)).all()
-    return {"waiting": sum(n for _failed, n in waiting),
-            "retrying": sum(n for failed, n in waiting if failed)}
+               WebhookEvent.endpoint_id == endpoint.id)).one()
+    return {"waiting": waiting, "retrying": retrying}
 
 
 def rotate_encryption() -> tuple[int, list[str]]:
