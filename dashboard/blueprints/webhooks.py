@@ -32,13 +32,6 @@ def _respond(customer: Customer, status: int = 200, **extra):
                   **customer_context(customer, **endpoints.page_context(customer, **extra)))
 
 
-@bp.route("/<code>")
-@roles("support")
-def section(code: str):
-    """The section alone (refreshed after a test event, or by hand)."""
-    return _respond(_customer(code))
-
-
 @bp.route("/<code>", methods=["POST"])
 @roles("admin")
 def save(code: str):

@@ -118,7 +118,8 @@ def update_breaker(customer: Customer, decision: Decision, outcome: Outcome,
     """The transport's circuit breaker: account/transport refusals in a row trip it (a
     customer's own SMTP: the customer is paused with the server's words; our relay: a
     processing_blocked alert to staff); any success resets it. `cache` (per batch) keeps
-    the relay's count so a success costs no query once the count is known to be 0."""
+    the relay's count so a success costs no query once the count is known to be 0. Every
+    answer is counted for /metrics here too (outcome, transport kind, fault class)."""
     metrics.count_outcome(customer.sending_mode, decision.status,
                           decision.verdict.fault_class if decision.verdict else None)
     if decision.breaker is None:
