@@ -64,3 +64,28 @@ def test_every_answer_matches_the_document(case, api_key):
     variable missing), so acceptance of every schema-valid request is not checked."""
     case.call_and_validate(headers={"Authorization": f"Bearer {api_key}"},
                            excluded_checks=[schemathesis.checks.positive_data_acceptance])
+
+
+def test_accepted_and_read_answers_match_the_document(api_schema, api_key, relay):
+    """The answers random data rarely reaches: 202 for a valid notification, 200 for a
+    message read back after the sweep, with its timeline, and the Idempotency-Key replay."""
+    from dashboard.services.sweep import sweep
+
+    headers = {"Authorization": f"Bearer {api_key}", "Idempotency-Key": "order-ORD-1-closed"}
+    create = api_schema["/api/v1/notifications"]["POST"]
+    body = {"event": "order_closed", "to": ["a@example.com", "b@example.com"],
+            "reference": "ORD-1", "language": "it",
+            "data": {"order_number": "ORD-1", "order_date": "1/1/2026", "total": "€ 5",
+                     "customer_name": "Bar", "agent_name": "Marco",
+                     "link": "https://x.example.com/o/1"}}
+    first = create.Case(body=body).call_and_validate(headers=headers)
+    assert first.status_code == 202
+    again = create.Case(body=body).call_and_validate(headers=headers)
+    assert again.json() == first.json()
+    assert sweep().sent == 2
+    read = api_schema["/api/v1/notifications/{public_id}"]["GET"]
+    public_id = first.json()["messages"][0]["id"]
+    answer = read.Case(path_parameters={"public_id": public_id}).call_and_validate(
+        headers={"Authorization": f"Bearer {api_key}"})
+    assert answer.status_code == 200
+    assert [e["type"] for e in answer.json()["events"]] == ["queued", "sent"]
