@@ -284,3 +284,23 @@ def test_a_failed_delivery_logs_its_customer_and_message(hooked, receiver, timel
     [line] = [json.loads(text) for text in stream.getvalue().splitlines()]
     assert line["level"] == "WARNING" and "HTTP 500" in line["message"]
     assert line["customer"] == customer.code and line["message_id"] == message.public_id
+
+
+def test_the_readme_verification_snippet_accepts_postinos_signature():
+    """The platform's side as the README shows it: it verifies our header and refuses a
+    tampered body, another secret and an old timestamp."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    snippet = readme.split("Verifying a request on the platform's side")[1]
+    snippet = snippet.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(snippet, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    verify = namespace["verify"]
+    body = b'{"id":"evt_1","event":"sent"}'
+    header = signing.header(["whsec_secret"], body)
+    assert verify("whsec_secret", header, body)
+    assert not verify("whsec_secret", header, body + b" ")
+    assert not verify("whsec_other", header, body)
+    old = signing.header(["whsec_secret"], body, timestamp=int(time.time()) - 600)
+    assert not verify("whsec_secret", old, body)
