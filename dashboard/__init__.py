@@ -32,8 +32,9 @@ def create_app(config: dict | None = None) -> Flask:
     if not app.debug and not app.testing:
         config_module.check_secrets(app.config)
     config_module.private_sqlite_file(app.config["SQLALCHEMY_DATABASE_URI"])
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from . import log_format
+
+    log_format.configure(app.config["POSTINO_LOG_FORMAT"])
     if not app.debug and not app.testing:
         # Cookies follow the public address: Secure over https. Over plain http a Secure
         # cookie is dropped by the browser and login silently fails, so it is not Secure

@@ -73,7 +73,8 @@ class BounceHandler:
             await asyncio.get_running_loop().run_in_executor(None, self._ingest, public_ids,
                                                              raw)
         except Exception:
-            log.exception("could not record a report for %s", public_ids)
+            log.exception("could not record a report for %s", public_ids,
+                          extra={"message_id": ",".join(public_ids)})
             return "451 4.3.0 Temporary failure, try again later"
         return "250 2.0.0 Report recorded"
 

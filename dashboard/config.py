@@ -45,6 +45,14 @@ def _float(name: str, default: float) -> float:
         raise RuntimeError(f"{name} must be a number, got {raw!r}") from None
 
 
+def _choice(name: str, allowed: tuple[str, ...], default: str) -> str:
+    """Read a variable that takes one of a few words, failing loudly on any other."""
+    raw = (os.environ.get(name) or default).strip().lower()
+    if raw not in allowed:
+        raise RuntimeError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
+    return raw
+
+
 def from_environment(instance_path: str) -> dict:
     """Build the config mapping from environment variables with development defaults."""
     default_db = "sqlite:///" + str(Path(instance_path) / "postino.sqlite3")
@@ -82,6 +90,13 @@ def from_environment(instance_path: str) -> dict:
         "POSTINO_DB_STATEMENT_TIMEOUT": _float("POSTINO_DB_STATEMENT_TIMEOUT", 10.0),
         "POSTINO_DB_LOCK_TIMEOUT": _float("POSTINO_DB_LOCK_TIMEOUT", 5.0),
         "POSTINO_JOB_HEARTBEAT_SECONDS": _float("POSTINO_JOB_HEARTBEAT_SECONDS", 10.0),
+        "POSTINO_LOG_FORMAT": _choice("POSTINO_LOG_FORMAT", ("text", "json"), "text"),
+        "POSTINO_METRICS_TOKEN": os.environ.get("POSTINO_METRICS_TOKEN") or None,
+        "POSTINO_METRICS_ALLOW": os.environ.get("POSTINO_METRICS_ALLOW", "127.0.0.1,::1"),
+        "PROMETHEUS_MULTIPROC_DIR": os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None,
+        "POSTINO_WEBHOOK_TIMEOUT": _float("POSTINO_WEBHOOK_TIMEOUT", 10.0),
+        "POSTINO_WEBHOOK_CA_FILE": os.environ.get("POSTINO_WEBHOOK_CA_FILE") or None,
+        "POSTINO_WEBHOOK_ALLOW_HTTP": _bool(os.environ.get("POSTINO_WEBHOOK_ALLOW_HTTP")),
         "POSTINO_DEMO": False,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

@@ -81,7 +81,11 @@ def init_app(app: Flask) -> None:
             detail = _("There is nothing at this address.")
         elif error.code == 413:
             detail = _("The request is too large.")
-        return _render_error(error.code or 500, titles.get(error.code, error.name), detail)
+        response = make_response(_render_error(error.code or 500,
+                                               titles.get(error.code, error.name), detail))
+        if error.code == 405 and getattr(error, "valid_methods", None):
+            response.headers["Allow"] = ", ".join(error.valid_methods)  # RFC 9110
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):

@@ -694,3 +694,72 @@ class MessageRollup(db.Model):
     status: Mapped[str] = mapped_column(String(12))
     count: Mapped[int] = mapped_column(Integer, default=0)
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+WEBHOOK_EVENT_STATUSES = ("pending", "sending", "delivered", "failed")
+
+
+class WebhookEndpoint(db.Model):
+    """A customer's webhook: the HTTPS address Postino POSTs its delivery events to, the
+    signing secret (encrypted like SMTP passwords), and its delivery state. `cursor` is the
+    last timeline row (message_event.id) read into the outbox for it."""
+
+    __tablename__ = "webhook_endpoint"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), unique=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    secret_encrypted: Mapped[str] = mapped_column(Text)
+    # after a rotation the previous secret signs too, for a day, so receivers can switch
+    previous_secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    previous_secret_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    paused_reason: Mapped[str | None] = mapped_column(Text)
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # failed attempts in a row
+    cursor: Mapped[int] = mapped_column(Integer, default=0)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    customer: Mapped[Customer] = relationship()
+
+
+class WebhookEvent(db.Model):
+    """One event for a webhook (the outbox): its JSON body, fixed when recorded so every
+    attempt sends the same bytes, and its delivery state, claimed with a lease like a message.
+
+    `message_id` is no foreign key: the retention purge deletes messages without looking
+    here, and the events keep their own body. Events of one message go out in the order of
+    their timeline rows (`source_event_id`)."""
+
+    __tablename__ = "webhook_event"
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "source_event_id", name="uq_webhook_event_source"),
+        Index("ix_webhook_event_due", "status", "next_attempt_at"),
+        Index("ix_webhook_event_endpoint", "endpoint_id", "id"),
+        Index("ix_webhook_event_message", "endpoint_id", "message_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(40), unique=True)
+    endpoint_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_endpoint.id", ondelete="CASCADE"))
+    message_id: Mapped[int | None] = mapped_column(Integer)
+    source_event_id: Mapped[int | None] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(String(20))
+    payload: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_duration_ms: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    endpoint: Mapped[WebhookEndpoint] = relationship()

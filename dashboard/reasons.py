@@ -37,6 +37,10 @@ REASONS = {
                            "sent."),
     "queue_backlog": _l("The oldest due message has waited %(minutes)s minutes to be sent."),
     "customer_blocked_alert": _l("Processing blocked for %(name)s: %(reason)s"),
+    "webhook_paused_alert": _l("The webhook of %(name)s is paused after %(failures)s failed "
+                               "deliveries in a row (%(error)s): its events wait."),
+    "webhook_paused": _l("webhook paused after %(failures)s failed deliveries in a row "
+                         "(%(error)s)"),
     # suppression list reasons, as a parameter of "suppressed"
     "suppression.hard_bounce": _l("hard bounce"),
     "suppression.soft_bounce": _l("repeated soft bounces"),

@@ -24,12 +24,13 @@ ALLOWED: dict[str, set[str]] = {
     "bounces": {"core"},                 # who is at fault, reports, the suppression list
     "delivery": {"core", "bounces"},     # the sending path: never operations or messages
     "messages": {"core", "content", "bounces", "delivery"},  # ingest, intake, log, resend
-    # delivery webhooks (to come): read models and message events, may use delivery's
-    # public helpers; operations' jobs call them.
+    # delivery webhooks: read models and message events, use delivery's credentials;
+    # operations' jobs call them, accounts rotate their secrets.
     "webhooks": {"core", "delivery"},
     "operations": {"core", "content", "billing", "bounces", "delivery", "messages",
                    "webhooks"},          # jobs, health, alerts, Home, purge, the doctor
-    "accounts": {"core", "content", "billing", "bounces", "delivery", "messages"},
+    "accounts": {"core", "content", "billing", "bounces", "delivery", "messages",
+                 "webhooks"},
 }
 # what no service module may import: the layers above, and the request being served
 ABOVE_SERVICES = ("dashboard.blueprints", "dashboard.cli", "dashboard.worker",

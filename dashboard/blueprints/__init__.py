@@ -8,6 +8,7 @@ def register_blueprints(app: Flask) -> None:
     """Register every feature's blueprint."""
     from . import (
         api,
+        api_docs,
         audit,
         auth,
         billing,
@@ -18,15 +19,18 @@ def register_blueprints(app: Flask) -> None:
         home,
         jobs,
         log,
+        metrics,
         settings,
         suppressions,
         templates,
         tracking,
         users,
+        webhooks,
     )
 
-    for module in (api, audit, auth, billing, customers, dkim, doctor, health, home, jobs, log,
-                   settings, suppressions, templates, tracking, users):
+    for module in (api, api_docs, audit, auth, billing, customers, dkim, doctor, health, home,
+                   jobs, log, metrics, settings, suppressions, templates, tracking, users,
+                   webhooks):
         app.register_blueprint(module.bp)
     if app.config.get("POSTINO_DEMO"):
         from . import demo

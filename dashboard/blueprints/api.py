@@ -6,6 +6,7 @@ from flask import Blueprint, g, jsonify, request
 from ..auth import api_view
 from ..errors import api_error
 from ..extensions import csrf
+from ..openapi import documented
 from ..services.accounts import customers
 from ..services.messages import ingest, intake
 
@@ -26,8 +27,32 @@ def _authenticate():
     return None
 
 
+_UNAUTHORIZED = (401, ("Missing or unknown API key.", "Error"))
+_UNAVAILABLE = (503, ("The database is not answering: nothing was stored, retry later "
+                      "(Retry-After).", "Error"))
+
+
 @bp.route("/notifications", methods=["POST"])
 @api_view
+@documented(
+    "Send a notification",
+    dict([(202, ("Accepted: one message per recipient, with its status (queued, held or "
+                 "suppressed). A repeated Idempotency-Key replays this answer.",
+                 "NotificationCreated")),
+          (400, ("Malformed JSON.", "Error")), _UNAUTHORIZED,
+          (413, ("The body, or the attachments, are too large.", "Error")),
+          (415, ("Not JSON (send Content-Type: application/json).", "Error")),
+          (422, ("An invalid field (`field` names it): unknown event, bad address, CR/LF, too "
+                 "many recipients, a missing template variable (`data.<name>`), an "
+                 "Idempotency-Key reused for another request…", "Error")), _UNAVAILABLE]),
+    description="Renders the event's template for each recipient and queues the emails. "
+                "With an `Idempotency-Key`, the same request within 24 hours is answered "
+                "with the first answer and stores nothing more.",
+    request_schema="NotificationRequest",
+    parameters=[{"name": "Idempotency-Key", "in": "header", "required": False,
+                 "description": "1-200 characters; the same request with the same key is "
+                                "stored once.",
+                 "schema": {"type": "string", "minLength": 1, "maxLength": 200}}])
 def create_notification():
     """Ingest an event: one message per recipient, answered 202 with their statuses."""
     customer = g.customer
@@ -47,6 +72,11 @@ def create_notification():
 
 @bp.route("/notifications/<public_id>", methods=["GET"])
 @api_view
+@documented(
+    "Read a notification's status and timeline",
+    dict([(200, ("The message, its status and every step of its timeline.", "Notification")),
+          _UNAUTHORIZED, (404, ("No such message among this customer's.", "Error")),
+          _UNAVAILABLE]))
 def get_notification(public_id: str):
     """Status and timeline of one of the caller's own messages."""
     message = intake.get_for_customer(g.customer, public_id[:64])

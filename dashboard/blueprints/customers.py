@@ -23,6 +23,7 @@ from ..services.delivery import dns_check, domains, modes
 from ..services.delivery import sending as sending_service
 from ..services.delivery.credentials import CredentialsError
 from ..services.delivery.transport import AUTHS, SECURITIES
+from ..services.webhooks import endpoints as webhook_endpoints
 from .dkim import section_context as dkim_context
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,7 @@ def _context(customer: Customer, posted: dict | None = None, errors: dict | None
         "probe_timeout": round(float(current_app.config.get("POSTINO_SMTP_TEST_TIMEOUT")
                                      or customer_settings.PROBE_TIMEOUT)),
         **dkim_context(customer),
+        **webhook_endpoints.page_context(customer),
     }
     context.update(extra)
     return context

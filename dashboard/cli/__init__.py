@@ -12,6 +12,7 @@ MODULES = (
     "dashboard.cli.customers",     # customer-settings, sending, rotate-credentials
     "dashboard.cli.operations",    # purge
     "dashboard.cli.suppressions",  # reclassify-suppressions
+    "dashboard.cli.webhooks",      # webhooks
     "dashboard.worker.commands",   # sweep, worker
     "dashboard.demo",              # demo
     "dashboard.bounce_listener",   # bounce-listener

@@ -121,8 +121,8 @@ def rotate_credentials_command() -> None:
     except CredentialsError as exc:
         click.echo(f"Error: {exc.message}", err=True)
         raise SystemExit(1) from None
-    click.echo(f"re-encrypted {count} stored secrets (SMTP passwords, DKIM keys) with the "
-               f"first key")
+    click.echo(f"re-encrypted {count} stored secrets (SMTP passwords, DKIM keys, webhook "
+               "secrets) with the first key")
 
 
 def register_cli(app: Flask) -> None:

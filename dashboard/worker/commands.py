@@ -9,10 +9,11 @@ from flask import Flask, current_app
 @click.option("--batch-size", default=200, show_default=True, type=click.IntRange(1, 5000))
 def sweep_command(batch_size: int) -> None:
     """One pass over the due queue; last line: sent=N deferred=N failed=N held=N."""
+    from ..services.core import measures
     from ..services.delivery.sweep import sweep
     from ..services.operations import jobs
 
-    with jobs.recorded("sweep") as run:
+    with jobs.recorded("sweep") as run, measures.timed_sweep():
         result = sweep(batch_size=batch_size)
         run.counts = result.as_dict()
     click.echo(result.line())

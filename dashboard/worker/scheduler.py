@@ -34,16 +34,21 @@ def job_definitions(app: Flask) -> list[dict]:
          "trigger": "interval", "minutes": 10},
         {"id": "dkim_check", "func": "dashboard.worker.scheduler:run_dkim_check",
          "trigger": "interval", "minutes": 60},
+        {"id": "webhooks", "func": "dashboard.worker.scheduler:run_webhooks", "trigger": "interval",
+         "seconds": int(app.config.get("POSTINO_SWEEP_SECONDS", 5))},
+        {"id": "webhook_cleanup", "func": "dashboard.worker.scheduler:run_webhook_cleanup",
+         "trigger": "cron", "hour": 3, "minute": 45},
     ]
 
 
 def run_sweep() -> None:
     """Job: one sweep of the due queue."""
+    from ..services.core import measures
     from ..services.delivery.sweep import sweep
     from ..services.operations import jobs
 
     with _app.app_context():
-        with jobs.recorded("sweep") as run:
+        with jobs.recorded("sweep") as run, measures.timed_sweep():
             run.counts = sweep().as_dict()
 
 
@@ -92,6 +97,28 @@ def run_dkim_check() -> None:
     with _app.app_context():
         with jobs.recorded("dkim_check") as run:
             run.counts = dkim_keys.check_due()
+
+
+def run_webhooks() -> None:
+    """Job: read new timeline steps into the webhook outbox and deliver due events."""
+    from ..services.operations import jobs
+    from ..services.webhooks import delivery
+
+    with _app.app_context():
+        with jobs.recorded("webhooks") as run:
+            run.counts = delivery.run()
+
+
+def run_webhook_cleanup() -> None:
+    """Job: drop delivered webhook events older than the retention period."""
+    from ..services.core import settings
+    from ..services.operations import jobs
+    from ..services.webhooks import delivery
+
+    with _app.app_context():
+        with jobs.recorded("webhook_cleanup") as run:
+            days = int(settings.get("retention_days"))
+            run.counts = {"deleted": delivery.purge_delivered(days)}
 
 
 def run_now(app: Flask, job_id: str) -> None:

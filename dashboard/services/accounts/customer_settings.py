@@ -443,6 +443,7 @@ def rotate_credentials(actor_label: str = "cli") -> int:
     """Re-encrypt every stored SMTP password and DKIM private key with the first key; all or
     nothing. Returns how many secrets were re-encrypted."""
     from ..delivery import dkim_keys
+    from ..webhooks import endpoints as webhook_endpoints
 
     rows = db.session.scalars(
         select(Customer).where(Customer.smtp_password_encrypted.is_not(None))
@@ -455,6 +456,8 @@ def rotate_credentials(actor_label: str = "cli") -> int:
             broken.append(customer.code)
     dkim_count, dkim_broken = dkim_keys.rotate_encryption()
     broken += dkim_broken
+    webhook_count, webhook_broken = webhook_endpoints.rotate_encryption()
+    dkim_count, broken = dkim_count + webhook_count, broken + webhook_broken
     if broken:
         db.session.rollback()
         raise credentials.CredentialsError(

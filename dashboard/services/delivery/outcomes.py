@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from ...extensions import db
 from ...models import Customer, Message, Suppression, TransportBreaker, utcnow
 from ..bounces import fault, suppressions
+from ..core import measures
 from . import sending, signals
 from .transport import Outcome
 
@@ -118,7 +119,10 @@ def update_breaker(customer: Customer, decision: Decision, outcome: Outcome,
     customer's own SMTP: the customer is paused with the server's words; our relay: a
     processing_blocked alert to staff, through signals.relay_tripped); any success resets
     it. `cache` (per batch) keeps the relay's count so a success costs no query once the
-    count is known to be 0."""
+    count is known to be 0. Every answer is counted for /metrics here too (outcome, transport
+    kind, fault class)."""
+    measures.count_outcome(customer.sending_mode, decision.status,
+                           decision.verdict.fault_class if decision.verdict else None)
     if decision.breaker is None:
         return
     if customer.sending_mode == "customer_smtp":

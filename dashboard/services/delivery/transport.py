@@ -10,11 +10,13 @@ import re
 import smtplib
 import socket
 import ssl
+import time
 from dataclasses import dataclass, field
 
 from flask import current_app
 
 from ...addresses import envelope
+from ..core import measures
 
 SECURITIES = ("ssl", "starttls", "none")
 AUTHS = ("plain", "login", "none")
@@ -183,6 +185,7 @@ class SmtpTransport:
             smtputf8 = smtputf8 or (recipient if not rcpt.isascii() else envelope_from)
         reused = self.smtp is not None
         args = (sender, rcpt, data, dsn_envid, before_data, while_server_works, smtputf8)
+        started = time.monotonic()
         try:
             outcome = self._attempt(*args)
             if reused and self._stale:
@@ -193,6 +196,7 @@ class SmtpTransport:
         except BaseException:
             self.discard()
             raise
+        measures.observe_send(self.settings.name, outcome.status, time.monotonic() - started)
         return outcome
 
     def _attempt(self, envelope_from: str, recipient: str, data: bytes,

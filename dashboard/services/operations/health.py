@@ -119,5 +119,20 @@ def check(now: datetime | None = None) -> dict:
         select(Alert.cause).where(Alert.cause.like("paused:%"), Alert.cleared_at.is_(None))).all()
     for cause in set(open_paused) - still_paused:
         found["cleared"] += alerts.clear(cause)
+    found["raised"] += _webhook_alerts()
     db.session.commit()
     return found
+
+
+def _webhook_alerts() -> int:
+    """Raise the alert of each paused webhook, clear those of webhooks sending again."""
+    from ..webhooks.delivery import paused_alerts
+
+    paused = paused_alerts()
+    for cause, customer, text, reason in paused:
+        alerts.raise_alert(cause, text, customer, reason)
+    still = {cause for cause, *_rest in paused}
+    for cause in set(db.session.scalars(select(Alert.cause).where(
+            Alert.cause.like("webhook:%"), Alert.cleared_at.is_(None)))) - still:
+        alerts.clear(cause)
+    return len(paused)

@@ -214,6 +214,8 @@ def job_label(job_id: str) -> str:
         "health_check": _("Health check"),
         "dkim_check": _("DKIM records check"),
         "overview_rollup": _("Home chart totals"),
+        "webhooks": _("Webhooks: deliver events"),
+        "webhook_cleanup": _("Webhook events cleanup"),
     }
     return labels.get(job_id) or job_id.replace("_", " ").capitalize()
 

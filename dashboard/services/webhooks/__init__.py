@@ -1,0 +1,1 @@
+"""Delivery webhooks (outbox, signing, delivery, endpoints); never imports operations, messages or accounts."""
