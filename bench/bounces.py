@@ -140,7 +140,8 @@ def end_to_end(count: int, database: str) -> None:
     from dashboard import bounce_listener
     from dashboard.extensions import db
     from dashboard.models import BounceReport, Suppression
-    from dashboard.services import customers, messages, verp
+    from dashboard.services import customers, messages
+    from dashboard.services.delivery import verp
 
     app = _app(database)
     with app.app_context():

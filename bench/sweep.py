@@ -100,7 +100,8 @@ def _enqueue(count: int, dkim: bool = False, ed25519: bool = False):
     """Store `count` messages; with `dkim`, From a custom_from customer with a DKIM key
     (forced on: no DNS here), which is returned."""
     from dashboard.notifications import CATALOG
-    from dashboard.services import customers, dkim_keys, messages, render
+    from dashboard.services import customers, messages, render
+    from dashboard.services.delivery import dkim_keys
 
     customer, _ = customers.create_customer("BENCH", "Bench customer")
     key = None
@@ -125,7 +126,7 @@ def _signing_cost(batch, keys) -> tuple[float, float]:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding
 
-    from dashboard.services import dkim_keys
+    from dashboard.services.delivery import dkim_keys
 
     times, rsa_times = [], []
     rsa = next(k.private for k in keys if k.algorithm == b"rsa-sha256")
@@ -178,8 +179,8 @@ def main() -> None:
 
             from dashboard.extensions import db
             from dashboard.models import DkimKey, Message
-            from dashboard.services import compose, dkim_keys
-            from dashboard.services.sweep import sweep
+            from dashboard.services.delivery import compose, dkim_keys
+            from dashboard.services.delivery.sweep import sweep
 
             # --dkim: twice the messages, a signed and an unsigned slice per round
             stored = args.messages * (2 if args.dkim else 1)

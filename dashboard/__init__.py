@@ -81,6 +81,10 @@ def create_app(config: dict | None = None) -> Flask:
     errors.init_app(app)
     security.init_app(app)
 
+    from .services import alerts
+
+    alerts.listen()  # delivery announces pauses and relay trouble; operations raises alerts
+
     from .blueprints import register_blueprints
 
     register_blueprints(app)

@@ -26,7 +26,7 @@ class BounceHandler:
 
     def _verp(self, address: str) -> str | None:
         from .extensions import db
-        from .services import verp
+        from .services.delivery import verp
 
         with self.app.app_context():
             try:

@@ -8,7 +8,7 @@ from flask_babel import force_locale
 
 from .cli import fail
 from .models import SENDING_MODES
-from .services.transport import AUTHS, SECURITIES
+from .services.delivery.transport import AUTHS, SECURITIES
 
 CLI_ACTOR = "cli"
 
@@ -91,7 +91,8 @@ def _intervention_line(intervention) -> str:
 @click.option("--customer", "code", default=None, help="Only this customer (its code).")
 def sending_command(state: str, code: str | None) -> None:
     """Turn sending on or off, for everyone or for one customer (off holds mail, never loses it)."""
-    from .services import customers, sending
+    from .services import customers
+    from .services.delivery import sending
 
     enabled = state == "on"
     if code:
@@ -112,7 +113,7 @@ def sending_command(state: str, code: str | None) -> None:
 def rotate_credentials_command() -> None:
     """Re-encrypt every stored secret with the first key of POSTINO_CREDENTIALS_KEY."""
     from .services import customer_settings
-    from .services.credentials import CredentialsError
+    from .services.delivery.credentials import CredentialsError
 
     try:
         count = customer_settings.rotate_credentials(CLI_ACTOR)

@@ -126,7 +126,8 @@ def seed(customer_smtp_port: int, messages: int = 360) -> bool:
 
     from .extensions import db
     from .models import Customer, User
-    from .services import credentials, customers, users
+    from .services import customers, users
+    from .services.delivery import credentials
 
     if db.session.scalar(select(User).limit(1)) is not None:
         return False
@@ -226,7 +227,8 @@ def _seed_history(customer_list, count: int = 360) -> None:
     from . import reasons
     from .extensions import db
     from .models import BounceReport, Message, MessageEvent, SuppressionRemoval, utcnow
-    from .services import fault, modes, render, suppressions
+    from .services import fault, render, suppressions
+    from .services.delivery import modes
 
     rng = random.Random(42)
     now = utcnow()

@@ -34,7 +34,7 @@ def job_definitions(app: Flask) -> list[dict]:
 def run_sweep() -> None:
     """Job: one sweep of the due queue."""
     from .services import jobs
-    from .services.sweep import sweep
+    from .services.delivery.sweep import sweep
 
     with _app.app_context():
         with jobs.recorded("sweep") as run:
@@ -79,7 +79,8 @@ def run_overview_rollup() -> None:
 def run_dkim_check() -> None:
     """Job: look up the DKIM records of active and prepared keys, so signing starts once the
     customer publishes its record (and stops if it goes away)."""
-    from .services import dkim_keys, jobs
+    from .services import jobs
+    from .services.delivery import dkim_keys
 
     with _app.app_context():
         with jobs.recorded("dkim_check") as run:

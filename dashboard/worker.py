@@ -10,7 +10,7 @@ from flask import Flask, current_app
 def sweep_command(batch_size: int) -> None:
     """One pass over the due queue; last line: sent=N deferred=N failed=N held=N."""
     from .services import jobs
-    from .services.sweep import sweep
+    from .services.delivery.sweep import sweep
 
     with jobs.recorded("sweep") as run:
         result = sweep(batch_size=batch_size)

@@ -11,8 +11,10 @@ from dashboard import reasons
 from dashboard.extensions import db
 from dashboard.models import Alert, JobRun, Message, utcnow
 from dashboard.notifications import CATALOG
-from dashboard.services import health, messages, sending, settings
-from dashboard.services.sweep import hold_blocked
+from dashboard.services import health, messages
+from dashboard.services.core import settings
+from dashboard.services.delivery import sending
+from dashboard.services.delivery.sweep import hold_blocked
 
 
 def _order(customer, reference="ORD-7", to="mario.rossi@example.com") -> Message:

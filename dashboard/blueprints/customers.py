@@ -16,11 +16,11 @@ from ..auth import roles
 from ..extensions import db
 from ..htmx import render, trigger
 from ..models import EVENTS, SENDING_MODES, ApiKey, ConfigurationEstimate, Customer, Message
-from ..services import ServiceError, customer_settings, customers, dns_check, interventions, modes
-from ..services import sending as sending_service
-from ..services.credentials import CredentialsError
-from ..services.delivery import rate_limits
-from ..services.transport import AUTHS, SECURITIES
+from ..services import ServiceError, customer_settings, customers, interventions
+from ..services.delivery import dns_check, domains, modes, rate_limits
+from ..services.delivery import sending as sending_service
+from ..services.delivery.credentials import CredentialsError
+from ..services.delivery.transport import AUTHS, SECURITIES
 from .dkim import section_context as dkim_context
 
 log = logging.getLogger(__name__)
@@ -341,7 +341,7 @@ def dns(code: str):
                       **_context(customer, dns=None,
                                  dns_error=_("Enter a valid From address first.")))
     if address == customer.from_address:
-        result = dns_check.check_customer(customer)
+        result = domains.check_customer(customer)
     else:
         result = dns_check.check_domain(address.rpartition("@")[2])
     response = render("customers/detail.html", "customers/_dns.html",

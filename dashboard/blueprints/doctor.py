@@ -11,7 +11,8 @@ from ..auth import roles
 from ..extensions import db
 from ..htmx import render, trigger
 from ..models import Customer, Message, Suppression
-from ..services import ServiceError, customers, doctor, sending
+from ..services import ServiceError, customers, doctor
+from ..services.delivery import sending
 
 bp = Blueprint("doctor", __name__, url_prefix="/doctor")
 

@@ -15,8 +15,9 @@ from ..auth import roles
 from ..extensions import db, htmx
 from ..htmx import render, stop_polling, trigger
 from ..models import EVENTS, SENDING_MODES, STATUSES, Customer, JobRun, Message, utcnow
-from ..services import ServiceError, log_search, settings
+from ..services import ServiceError, log_search
 from ..services import resend as resend_service
+from ..services.core import settings
 
 bp = Blueprint("log", __name__, url_prefix="/log")
 

@@ -8,8 +8,9 @@ from flask_login import current_user
 
 from ..auth import roles
 from ..htmx import render, trigger
-from ..services import banners, global_settings, settings
-from ..services import sending as sending_service
+from ..services import banners, global_settings
+from ..services.core import settings
+from ..services.delivery import sending as sending_service
 from .dkim import section_context as dkim_context
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")

@@ -13,7 +13,8 @@ from ..auth import roles
 from ..extensions import db
 from ..htmx import render, stop_polling, trigger
 from ..models import BounceReport, Customer, JobRun, Message, Suppression
-from ..services import ServiceError, reclassify, settings, suppressions
+from ..services import ServiceError, reclassify, suppressions
+from ..services.core import settings
 from ..services.suppressions import NotAllowed
 
 bp = Blueprint("suppressions", __name__, url_prefix="/suppressions")

@@ -6,11 +6,13 @@ import logging
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from .. import reasons
 from ..extensions import db
 from ..models import Alert, Customer, User, utcnow
+from .delivery import signals
+from .delivery.outcomes import RELAY_ALERT
 
 log = logging.getLogger(__name__)
 STAFF_CUSTOMER_CODE = "postino-staff"
@@ -88,3 +90,34 @@ def processing_blocked(customer: Customer, reason: str) -> Alert:
     return raise_alert(f"paused:{customer.id}",
                        reasons.encode("customer_blocked_alert", name=customer.name,
                                       reason=reason), customer, reason)
+
+
+# -- what delivery announces (delivery/signals.py); connected by the app factory -----------
+
+def _customer_paused(customer: Customer, reason: str) -> None:
+    processing_blocked(customer, reason)
+
+
+def _customer_resumed(customer: Customer) -> None:
+    clear(f"paused:{customer.id}")
+
+
+def _relay_tripped(_sender, words: str) -> None:
+    # the alert keeps the server's words; the banner says the rest in the reader's language
+    raise_alert(RELAY_ALERT, words, None, f"our relay refuses our sending account: {words}")
+
+
+def _relay_recovered(_sender) -> None:
+    """Close the relay's alert in the sweep's transaction (`clear` commits on its own)."""
+    db.session.execute(update(Alert).where(Alert.cause == RELAY_ALERT,
+                                           Alert.cleared_at.is_(None))
+                       .values(cleared_at=utcnow())
+                       .execution_options(synchronize_session=False))
+
+
+def listen() -> None:
+    """Raise and clear alerts on delivery's signals (idempotent)."""
+    signals.customer_paused.connect(_customer_paused)
+    signals.customer_resumed.connect(_customer_resumed)
+    signals.relay_tripped.connect(_relay_tripped)
+    signals.relay_recovered.connect(_relay_recovered)

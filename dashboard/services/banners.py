@@ -12,7 +12,7 @@ from werkzeug.routing import BuildError
 from .. import reasons
 from ..extensions import db
 from ..models import Alert, Customer, Message
-from . import settings
+from .core import settings
 
 
 @dataclass
@@ -69,7 +69,7 @@ def active_banners() -> list[Banner]:
     from . import health
 
     for alert in alerts:
-        if alert.cause == "relay_account":  # services.send_outcomes' relay breaker
+        if alert.cause == "relay_account":  # delivery.outcomes' relay breaker
             banners.append(Banner(_(
                 "Our relay refuses our own sending account: %(words)s. Mail is kept and "
                 "retried; check the relay account (MAIL_USERNAME, its sending limit and its "

@@ -21,7 +21,8 @@ from ..models import (
     User,
     utcnow,
 )
-from . import ServiceError, audit, interventions
+from . import ServiceError, interventions
+from .core import audit
 
 
 def month_start(value: date) -> date:

@@ -16,6 +16,7 @@ from ..models import BounceReport, Message, utcnow
 from . import suppressions
 from .bounce_parsing import KINDS, Report, kind_of, verdict_for
 from .bounce_parsing import parse as parse
+from .core.timeline import add_event
 
 RAW_LIMIT = 64 * 1024  # characters of the raw report kept as evidence
 __all__ = ["KINDS", "Report", "classify", "ingest", "parse"]
@@ -75,8 +76,6 @@ def ingest(public_id: str | None, raw: bytes | str, commit: bool = True) -> list
 
 def _record(message: Message | None, report: Report, raw_text: str) -> BounceReport:
     """Store one report; when trusted, move the message's status and apply the list rules."""
-    from .messages import add_event
-
     now = utcnow()
     trusted = message is not None and not report.extra.get("foreign")
     recipient = message.recipient if trusted else (report.recipient or "")

@@ -15,8 +15,10 @@ from ..addresses import check_header_value, normalise
 from ..extensions import db
 from ..models import SENDING_MODES, Customer, Message, User
 from ..notifications import CATALOG
-from . import ServiceError, audit, credentials, interventions, messages
-from .transport import AUTHS, SECURITIES, ProbeStep, SmtpSettings, probe
+from . import ServiceError, interventions, messages
+from .core import audit
+from .delivery import credentials
+from .delivery.transport import AUTHS, SECURITIES, ProbeStep, SmtpSettings, probe
 
 log = logging.getLogger(__name__)
 
@@ -337,9 +339,9 @@ def save(customer: Customer, data: dict, actor: User | None = None, *,
     db.session.commit()
     dns = None
     if check_dns and customer.sending_mode == "custom_from":
-        from . import dns_check
+        from .delivery import domains
 
-        dns = dns_check.check_customer(customer)
+        dns = domains.check_customer(customer)
     return {"before": old, "after": new, "dns": dns, "intervention": recorded}
 
 
@@ -446,7 +448,7 @@ def send_test(customer: Customer, to: str, actor: User | None = None) -> Message
     The message is enqueued like any other and put first in line for one sweep pass of one
     message (held/suppressed/deferred apply as usual); returns it with its outcome.
     """
-    from . import sweep
+    from .delivery import sweep
 
     address = normalise(to or "", "to")
     sample = dict(CATALOG[TEST_EVENT]["sample"])
@@ -478,7 +480,7 @@ def set_open_tracking(customer: Customer, enabled: bool, actor: User | None = No
 def rotate_credentials(actor_label: str = "cli") -> int:
     """Re-encrypt every stored SMTP password and DKIM private key with the first key; all or
     nothing. Returns how many secrets were re-encrypted."""
-    from . import dkim_keys
+    from .delivery import dkim_keys
 
     rows = db.session.scalars(
         select(Customer).where(Customer.smtp_password_encrypted.is_not(None))

@@ -9,7 +9,8 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..models import ApiKey, Customer, User, utcnow
-from . import ServiceError, audit
+from . import ServiceError
+from .core import audit
 
 CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{1,39}$")
 KEY_PREFIX = "pst_"

@@ -30,7 +30,8 @@ from ..models import (
     normalise_reference,
     utcnow,
 )
-from . import ServiceError, fault, messages, settings, suppressions
+from . import ServiceError, fault, messages, suppressions
+from .core import settings
 from .fault_labels import class_label, reason_label
 
 MAX_MESSAGES = 50
@@ -318,7 +319,7 @@ def _spam_verdict(found: list[Message]) -> Verdict:
     )
 
 
-# (b) for custom_from: does DMARC pass on the customer's DKIM key? (services.dkim_keys)
+# (b) for custom_from: does DMARC pass on the customer's DKIM key? (delivery.dkim_keys)
 
 def _custom_from_evidence(customer: Customer) -> tuple[str, list[str], list[Action]]:
     """A custom_from customer's authentication: (colour, evidence lines, fixes).
@@ -327,7 +328,7 @@ def _custom_from_evidence(customer: Customer) -> tuple[str, list[str], list[Acti
     check says how receivers treat the mail, and the DKIM line names what is missing, with
     the link to the DKIM section of the customer's page.
     """
-    from . import dkim_keys
+    from .delivery import dkim_keys
 
     domain = dkim_keys.domain_of(customer.from_address) or "?"
     key = dkim_keys.active_key(customer, domain)
@@ -354,7 +355,7 @@ def _custom_from_evidence(customer: Customer) -> tuple[str, list[str], list[Acti
 
 def _dkim_line(key, domain: str) -> str:
     """What is wrong with the customer's DKIM, in one line."""
-    from . import dkim_keys
+    from .delivery import dkim_keys
 
     if key is None:
         return _("DKIM not published: no DKIM key of %(domain)s signs this customer's mail.",
@@ -385,7 +386,7 @@ def _dkim_link(customer: Customer) -> list[Action]:
 def _dmarc_refusal_verdict(found: list[Message]) -> Verdict | None:
     """Nothing was accepted and a custom_from customer's domain tells receivers to refuse
     mail we send unsigned (DMARC p=reject, no verified DKIM key): that is cause (b)."""
-    from . import dkim_keys
+    from .delivery import dkim_keys
 
     for customer in _distinct(m.customer for m in found):
         if customer.sending_mode != "custom_from" or not customer.dns_check:
@@ -410,7 +411,7 @@ def _dmarc_refusal_verdict(found: list[Message]) -> Verdict | None:
 
 
 def _dns_evidence(customer: Customer) -> tuple[str, str]:
-    """The stored DNS verdict of a custom_from customer (services.dns_check): (colour, line).
+    """The stored DNS verdict of a custom_from customer (delivery.dns_check): (colour, line).
 
     pass: SPF authorises our relay; risk: it does not (or DMARC quarantines unaligned mail);
     reject: DMARC rejects unaligned mail; dns_error: the lookup failed.

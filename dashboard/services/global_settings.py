@@ -10,7 +10,8 @@ from flask_babel import lazy_gettext as _l
 from ..addresses import check_header_value, format_sender, normalise, parse_sender
 from ..extensions import db
 from ..models import User
-from . import ServiceError, settings
+from . import ServiceError
+from .core import settings
 
 DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 SENDERS = ("sender_notification", "sender_registration")

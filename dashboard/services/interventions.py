@@ -26,7 +26,8 @@ from ..models import (
     User,
     utcnow,
 )
-from . import ServiceError, audit
+from . import ServiceError
+from .core import audit
 
 MAX_MINUTES = 10_000  # about twenty working days: anything above is a typo
 MAX_CENTS = 100_000_000  # one million euros

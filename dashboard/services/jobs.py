@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 from contextlib import contextmanager
 from datetime import UTC, timedelta
@@ -13,13 +11,9 @@ from sqlalchemy import func, select, update
 
 from ..extensions import db
 from ..models import JobRun, utcnow
+from .core.process import worker_name
 
 log = logging.getLogger(__name__)
-
-
-def worker_name() -> str:
-    """host:pid of this process, used for leases and job runs."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def heartbeat_seconds() -> float:
@@ -299,7 +293,7 @@ def start_now(app, job_id: str, actor=None):
     Returns the time the request was made: its run is the first one started after it."""
     import threading
 
-    from . import audit
+    from .core import audit
 
     audit.record("job.run_now", actor, "job", job_id)
     db.session.commit()

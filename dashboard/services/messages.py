@@ -4,9 +4,8 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from .. import reasons
 from ..addresses import check_header_value, normalise
@@ -16,13 +15,15 @@ from ..models import (
     Customer,
     Message,
     MessageAttachment,
-    MessageEvent,
     User,
     new_public_id,
     utcnow,
 )
 from ..notifications import LANGUAGES
-from . import ServiceError, modes, render, settings, suppressions
+from . import ServiceError, render, suppressions
+from .core.timeline import add_event
+from .delivery import modes, verp
+from .delivery.sending import hold_reason
 
 MAX_RECIPIENTS = 50
 MAX_ATTACHMENT_BYTES = 7 * 1024 * 1024  # decoded, all attachments together
@@ -40,17 +41,6 @@ class Attachment:
     filename: str
     content_type: str
     content: bytes
-
-
-def add_event(message: Message, type_: str, *, code: int | None = None, text: str | None = None,
-              detail: str | None = None, actor: User | None = None, data: dict | None = None,
-              at: datetime | None = None) -> MessageEvent:
-    """Append one step to a message's timeline."""
-    event = MessageEvent(message=message, type=type_, smtp_code=code, smtp_text=text,
-                         detail=detail, actor_id=actor.id if actor else None, data=data,
-                         at=at or utcnow())
-    db.session.add(event)
-    return event
 
 
 def parse_recipients(value) -> list[str]:
@@ -120,24 +110,6 @@ def parse_reference(value) -> str | None:
     if len(value) > MAX_REFERENCE:
         raise ServiceError(f"'reference' is longer than {MAX_REFERENCE} characters", "reference")
     return value or None
-
-
-def hold_reason(customer: Customer, sending_enabled: bool | None = None) -> str | None:
-    """Why mail for this customer cannot go now, or None when it can.
-
-    `sending_enabled` is the global switch when the caller has already read it (the sweep
-    reads it once per batch)."""
-    if sending_enabled is None:
-        sending_enabled = settings.sending_enabled()
-    if not sending_enabled:
-        return reasons.encode("sending_off")
-    if not customer.sending_enabled:
-        return reasons.encode("customer_sending_off", customer=customer.code)
-    if customer.paused:
-        return reasons.encode("customer_paused", customer=customer.code,
-                              reason=customer.paused_reason or reasons.encode(
-                                  "processing_blocked"))
-    return None
 
 
 def enqueue(customer: Customer, event: str, to, reference=None, language=None, data=None,
@@ -224,43 +196,7 @@ def store(customer: Customer, event: str, recipients: list[str], reference: str 
 
 
 def _id_domain() -> str:
-    from . import verp
-
     return verp.bounce_domain()
-
-
-def release_held(customer: Customer | None = None, actor: User | None = None) -> int:
-    """Queue held messages whose customer can send now; returns how many were released."""
-    if not settings.sending_enabled():
-        return 0
-    now = utcnow()
-    query = (select(Message.id).join(Customer, Message.customer_id == Customer.id)
-             .where(Message.status == "held", Customer.sending_enabled.is_(True),
-                    Customer.paused.is_(False)))
-    if customer is not None:
-        query = query.where(Message.customer_id == customer.id)
-    released = 0
-    while True:
-        ids = db.session.scalars(query.limit(1000)).all()
-        if not ids:
-            break
-        # RETURNING: only rows this call really moved get an event (workers may race here)
-        ids = db.session.scalars(
-            update(Message).where(Message.id.in_(ids), Message.status == "held")
-            .values(status="queued", status_reason=None, next_attempt_at=now, updated_at=now)
-            .returning(Message.id).execution_options(synchronize_session=False)
-        ).all()
-        if not ids:
-            db.session.commit()
-            continue
-        db.session.execute(MessageEvent.__table__.insert(), [
-            {"message_id": i, "type": "released", "at": now,
-             "detail": reasons.encode("released"), "actor_id": actor.id if actor else None}
-            for i in ids
-        ])
-        db.session.commit()
-        released += len(ids)
-    return released
 
 
 def get_for_customer(customer: Customer, public_id: str) -> Message | None:

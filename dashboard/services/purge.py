@@ -32,7 +32,8 @@ from ..models import (
     Suppression,
     utcnow,
 )
-from . import audit, jobs, settings
+from . import jobs
+from .core import audit, settings
 
 log = logging.getLogger(__name__)
 

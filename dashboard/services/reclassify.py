@@ -22,7 +22,9 @@ from sqlalchemy import or_, select
 
 from ..extensions import db
 from ..models import BounceReport, JobRun, Suppression, SuppressionRemoval, User, utcnow
-from . import audit, bounce_parsing, fault, jobs, settings, suppressions
+from . import bounce_parsing, fault, suppressions
+from .core import audit, settings
+from .core.process import worker_name
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +254,7 @@ def start(actor: User, dry_run: bool, app: Flask | None = None,
         .order_by(JobRun.id.desc()).limit(1))
     if running is not None:
         return running
-    run_row = JobRun(job=JOB, status="running", worker=jobs.worker_name(), progress=0,
+    run_row = JobRun(job=JOB, status="running", worker=worker_name(), progress=0,
                      total=total(), requested_by_id=actor.id, params={"dry_run": dry_run},
                      counts=Summary(dry_run).counts())
     db.session.add(run_row)

@@ -14,7 +14,9 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..models import JobRun, Message, Suppression, User, utcnow
-from . import ServiceError, audit, jobs, log_search, messages, render, suppressions
+from . import ServiceError, log_search, messages, render, suppressions
+from .core import audit
+from .core.process import worker_name
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +93,7 @@ def start_bulk(search: log_search.Search, actor: User, note: str | None = None,
     if not ids:
         raise ServiceError("nothing matches this search")
     note = (note or "").strip()[:500] or None
-    run = JobRun(job="bulk_resend", status="running", worker=jobs.worker_name(),
+    run = JobRun(job="bulk_resend", status="running", worker=worker_name(),
                  progress=0, total=len(ids), requested_by_id=actor.id,
                  counts={"resent": 0, "suppressed": 0, "errors": 0},
                  params={"search": search.args(), "note": note, "rerender": bool(rerender)})

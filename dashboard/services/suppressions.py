@@ -28,7 +28,8 @@ from ..models import (
     User,
     utcnow,
 )
-from . import ServiceError, audit, fault, settings
+from . import ServiceError, fault
+from .core import audit, settings
 
 REASONS = ("hard_bounce", "soft_bounce", "complaint", "manual")
 RECIPIENT_REASONS = ("hard_bounce", "soft_bounce", "complaint")  # created by the rules

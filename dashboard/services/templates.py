@@ -17,7 +17,9 @@ from sqlalchemy import select
 from ..extensions import db
 from ..models import Customer, Message, Template, TemplateVersion, User
 from ..notifications import CATALOG, LANGUAGES, default_source, known_variables, required_variables
-from . import ServiceError, audit, messages, render, sweep
+from . import ServiceError, messages, render
+from .core import audit
+from .delivery import sweep
 
 MAX_SAMPLE_BYTES = 64 * 1024
 TEST_REFERENCE = "template-test"

@@ -13,7 +13,8 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
 from ..models import ROLES, LoginAttempt, User, utcnow
-from . import ServiceError, audit
+from . import ServiceError
+from .core import audit
 
 THROTTLE_WINDOW = timedelta(minutes=15)
 FIRST_DELAY = timedelta(seconds=2)

@@ -8,8 +8,9 @@ import pytest
 
 from dashboard.extensions import db
 from dashboard.models import Message
-from dashboard.services import messages, verp
-from dashboard.services.sweep import sweep
+from dashboard.services import messages
+from dashboard.services.delivery import verp
+from dashboard.services.delivery.sweep import sweep
 
 from ..conftest import free_port
 

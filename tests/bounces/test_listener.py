@@ -7,8 +7,9 @@ import pytest
 
 from dashboard.extensions import db
 from dashboard.models import BounceReport, Message, Suppression
-from dashboard.services import messages, verp
-from dashboard.services.sweep import sweep
+from dashboard.services import messages
+from dashboard.services.delivery import verp
+from dashboard.services.delivery.sweep import sweep
 
 from ..smtp_servers import start_server
 from .conftest import ORDER_DATA, report

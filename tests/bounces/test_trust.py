@@ -8,7 +8,8 @@ from sqlalchemy import func, select
 
 from dashboard.extensions import db
 from dashboard.models import BounceReport, Message, Suppression
-from dashboard.services import purge, verp
+from dashboard.services import purge
+from dashboard.services.delivery import verp
 
 from .conftest import report
 

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from dashboard import reasons
 from dashboard.extensions import db
 from dashboard.models import Message, RateSlot, utcnow
-from dashboard.services import settings
+from dashboard.services.core import settings
 from dashboard.services.delivery import rate_limits
 from dashboard.services.delivery.rate_limits import Policy, reserve
 

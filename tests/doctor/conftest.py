@@ -6,7 +6,7 @@ import pytest
 from dashboard.extensions import db
 from dashboard.models import Message
 from dashboard.services import messages
-from dashboard.services.sweep import sweep
+from dashboard.services.delivery.sweep import sweep
 from tests.english import *  # noqa: F403 - the English fixtures
 
 ORDER_DATA = {"order_number": "ORD-7", "order_date": "1/3/2026", "total": "€ 120",

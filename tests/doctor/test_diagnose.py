@@ -8,8 +8,10 @@ import pytest
 from dashboard import reasons
 from dashboard.extensions import db
 from dashboard.models import AuditEntry, Message, Suppression, SuppressionRemoval, utcnow
-from dashboard.services import ServiceError, doctor, sending, settings, suppressions
-from dashboard.services.sweep import sweep
+from dashboard.services import ServiceError, doctor, suppressions
+from dashboard.services.core import settings
+from dashboard.services.delivery import sending
+from dashboard.services.delivery.sweep import sweep
 
 
 def colours(diagnosis) -> dict:

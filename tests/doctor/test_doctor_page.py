@@ -5,7 +5,9 @@ import re
 
 from dashboard.extensions import db
 from dashboard.models import Message, Suppression, SuppressionRemoval
-from dashboard.services import sending, settings, suppressions
+from dashboard.services import suppressions
+from dashboard.services.core import settings
+from dashboard.services.delivery import sending
 
 HTMX = {"HX-Request": "true"}
 

@@ -5,7 +5,7 @@ from playwright.sync_api import expect
 
 from dashboard.extensions import db
 from dashboard.models import DkimKey
-from dashboard.services import dkim_keys
+from dashboard.services.delivery import dkim_keys
 from tests.e2e.helpers import log_in
 
 pytestmark = pytest.mark.e2e

@@ -6,11 +6,10 @@ import pytest
 from playwright.sync_api import expect
 
 from dashboard.extensions import db
-from dashboard.services import credentials
-from tests.e2e.helpers import log_in
+from dashboard.services.delivery import credentials
 
 # the modes area's fixtures: a private CA, its server certificate, a STARTTLS+AUTH server
-from tests.modes.conftest import (  # noqa: F401
+from tests.delivery.modes.conftest import (  # noqa: F401
     SMTP_PASSWORD,
     SMTP_USER,
     ca,
@@ -19,6 +18,7 @@ from tests.modes.conftest import (  # noqa: F401
     silent_server,
     starttls_server,
 )
+from tests.e2e.helpers import log_in
 
 pytestmark = pytest.mark.e2e
 

@@ -1,7 +1,8 @@
 """The Home page: every role sees it; it refreshes itself every 30 seconds through htmx."""
 from __future__ import annotations
 
-from dashboard.services import messages, sending
+from dashboard.services import messages
+from dashboard.services.delivery import sending
 
 DATA = {"order_number": "ORD-1", "order_date": "1/3/2026", "total": "€ 5",
         "customer_name": "Bar", "agent_name": "Marco", "link": "https://x.example.com/o/1"}

@@ -7,8 +7,9 @@ import pytest
 
 from dashboard.extensions import db
 from dashboard.models import JobRun, Message, MessageRollup, utcnow
-from dashboard.services import messages, overview, sending
-from dashboard.services.sweep import sweep
+from dashboard.services import messages, overview
+from dashboard.services.delivery import sending
+from dashboard.services.delivery.sweep import sweep
 from tests.smtp_servers import start_server
 
 DATA = {"order_number": "ORD-1", "order_date": "1/3/2026", "total": "€ 5",

@@ -6,7 +6,8 @@ from datetime import timedelta
 
 from dashboard.models import utcnow
 from dashboard.services import messages
-from dashboard.services.sweep import sweep
+from dashboard.services.core import timeline
+from dashboard.services.delivery.sweep import sweep
 
 
 def test_the_message_page_shows_what_was_actually_sent(relay, support_client, make_customer):
@@ -32,7 +33,7 @@ def test_retry_times_and_smtp_answers_are_on_the_timeline(support_client, make_m
     """A deferred attempt shows its SMTP code, text and when the next attempt is due."""
     message = make_message(status="deferred", attempts=1)
     next_at = utcnow() + timedelta(minutes=5)
-    messages.add_event(message, "deferred", code=451, text="4.7.1 Try again later",
+    timeline.add_event(message, "deferred", code=451, text="4.7.1 Try again later",
                        data={"next_attempt_at": next_at.isoformat()})
     from dashboard.extensions import db
     db.session.commit()
@@ -127,7 +128,7 @@ def test_back_to_the_log_returns_to_the_search_the_user_came_from(support_client
 def test_the_timeline_speaks_the_readers_language(app, make_user, login, make_customer):
     """Held, then released when sending is turned back on: steps and details in Italian."""
     from dashboard.notifications import CATALOG
-    from dashboard.services import sending
+    from dashboard.services.delivery import sending
 
     customer, _ = make_customer("NERI", "Neri")
     sending.set_customer(customer, False)

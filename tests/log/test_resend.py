@@ -7,7 +7,7 @@ from dashboard.extensions import db
 from dashboard.models import AuditEntry, JobRun, Message, Template, TemplateVersion
 from dashboard.services import resend as resend_service
 from dashboard.services import suppressions
-from dashboard.services.sweep import sweep
+from dashboard.services.delivery.sweep import sweep
 
 HX = {"HX-Request": "true"}
 

@@ -14,7 +14,7 @@ from dashboard.notifications import CATALOG
 from dashboard.services import render
 from dashboard.services import templates as service
 
-from ..pipeline.conftest import counts
+from ..delivery.conftest import counts
 
 ORDER = CATALOG["order_closed"]["sample"]
 LINES_HTML = ("{% accepts lines as list %}<p>Ordine {{ order_number }}</p>"

@@ -20,7 +20,8 @@ from dashboard.models import (
     SuppressionRemoval,
     utcnow,
 )
-from dashboard.services import purge, settings
+from dashboard.services import purge
+from dashboard.services.core import settings
 
 
 def count(model) -> int:

@@ -9,7 +9,8 @@ from sqlalchemy import func, select
 from dashboard.extensions import db
 from dashboard.models import Message, MessageEvent
 from dashboard.services import messages, tracking
-from dashboard.services.sweep import sweep
+from dashboard.services.delivery import pixel
+from dashboard.services.delivery.sweep import sweep
 
 DATA = {"order_number": "ORD-7", "order_date": "1/1/2026", "total": "€ 5",
         "customer_name": "Bar", "agent_name": "Marco", "link": "https://x.example.com/o/7"}
@@ -32,7 +33,7 @@ def test_sent_html_mail_carries_a_signed_pixel_and_the_stored_body_does_not(rela
     html = _html_part(got)
     [url] = re.findall(r'<img src="(http://postino\.example\.com/o/[^"]+\.gif)"', html)
     token = url.rsplit("/", 1)[1][:-len(".gif")]
-    assert tracking.public_id_for(token) == message.public_id
+    assert pixel.public_id_for(token) == message.public_id
     assert ".gif" not in db.session.get(Message, message.id).html_body
 
 
@@ -52,7 +53,7 @@ def test_first_open_sets_opened_at_and_one_event_later_opens_only_count(client, 
                                  DATA)
     message.status = "sent"
     db.session.commit()
-    url = "/o/" + tracking.token_for(message) + ".gif"
+    url = "/o/" + pixel.token_for(message) + ".gif"
     first = client.get(url)
     assert first.status_code == 200 and first.mimetype == "image/gif"
     assert first.data == tracking.PIXEL_GIF
@@ -76,7 +77,7 @@ def test_a_bad_token_still_gets_the_gif_quickly_and_stores_nothing(client, make_
     customer = make_customer()[0]
     [message] = messages.enqueue(customer, "order_closed", "buyer@example.com", "ORD-7", "it",
                                  DATA)
-    good = tracking.token_for(message)
+    good = pixel.token_for(message)
     forged = message.public_id + ".AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
     events_before = db.session.scalar(select(func.count(MessageEvent.id)))
     for token in (forged, good[:-2] + "xx", "nothing", "a" * 500, good.split(".")[0]):
@@ -96,11 +97,11 @@ def test_tokens_are_not_enumerable(make_customer):
     customer = make_customer()[0]
     a, b = messages.enqueue(customer, "order_closed", ["a@example.com", "b@example.com"],
                             "ORD-7", "it", DATA)
-    token_a, token_b = tracking.token_for(a), tracking.token_for(b)
+    token_a, token_b = pixel.token_for(a), pixel.token_for(b)
     assert token_a.split(".")[1] != token_b.split(".")[1]
-    assert len(a.public_id) >= 24 and tracking.public_id_for(token_a) == a.public_id
+    assert len(a.public_id) >= 24 and pixel.public_id_for(token_a) == a.public_id
     swapped = b.public_id + "." + token_a.split(".")[1]
-    assert tracking.public_id_for(swapped) is None
+    assert pixel.public_id_for(swapped) is None
 
 
 def test_the_pixel_needs_no_login_and_no_csrf(app, client, make_customer):

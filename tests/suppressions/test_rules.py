@@ -7,7 +7,8 @@ import pytest
 
 from dashboard.extensions import db
 from dashboard.models import AuditEntry, BounceReport, JobRun, Message, Suppression, utcnow
-from dashboard.services import ServiceError, settings, suppressions
+from dashboard.services import ServiceError, suppressions
+from dashboard.services.core import settings
 from dashboard.services.suppressions import NotAllowed
 
 

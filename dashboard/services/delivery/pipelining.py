@@ -16,7 +16,7 @@ from __future__ import annotations
 import smtplib
 from email.utils import parseaddr
 
-from ..transport import _PLAIN_ADDRESS, SmtpTransport, _content
+from .transport import _PLAIN_ADDRESS, SmtpTransport, _content
 
 
 def _address(smtp: smtplib.SMTP, address: str) -> str:

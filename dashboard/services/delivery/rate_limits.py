@@ -88,7 +88,7 @@ def clean_limits(raw: dict | None) -> dict:
 
 def relay_policy() -> Policy:
     """Our relay's lanes and limits (Settings)."""
-    from .. import settings
+    from ..core import settings
 
     return Policy("relay", int(settings.get("relay_lanes") or RELAY_LANES),
                   clean_limits(settings.get("relay_rate_limits")))

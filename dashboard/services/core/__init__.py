@@ -1,0 +1,1 @@
+"""Shared by every feature: settings, audit trail, message timelines; imports only models."""
