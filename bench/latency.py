@@ -133,7 +133,7 @@ def _worker(database: str, port: int, connection) -> None:
     """A Postino worker process: sweeps the queue each time it is told to, reports back."""
     sys.path.insert(0, str(ROOT))
     from dashboard import create_app
-    from dashboard.services.sweep import sweep
+    from dashboard.services.delivery.sweep import sweep
 
     app = create_app(_config(database, port))
     _quiet()
@@ -177,8 +177,10 @@ class Postino:
             process.start()
             self.pipes.append(parent)
             self.processes.append(process)
-        for pipe in self.pipes:
-            assert pipe.recv() == "ready"
+        for pipe, process in zip(self.pipes, self.processes, strict=True):
+            if not pipe.poll(120) or pipe.recv() != "ready":  # a worker that died says nothing
+                self.close()
+                sys.exit(f"a Postino worker process did not start (exit code {process.exitcode})")
 
     def content(self) -> dict:
         """The rendered notification (for post_office) and its built bytes (for smtplib)."""
@@ -188,7 +190,7 @@ class Postino:
 
         from dashboard.extensions import db
         from dashboard.models import Message
-        from dashboard.services import compose
+        from dashboard.services.delivery import compose
 
         with self.app.app_context():
             self.enqueue(1)
@@ -208,7 +210,8 @@ class Postino:
         from dashboard.extensions import db
         from dashboard.models import Customer, Message, new_public_id, utcnow
         from dashboard.notifications import CATALOG
-        from dashboard.services import modes, render, verp
+        from dashboard.services import render
+        from dashboard.services.delivery import modes, verp
 
         with self.app.app_context():
             customer = db.session.get(Customer, self.customer_id)
@@ -237,7 +240,7 @@ class Postino:
 
     def set_lanes(self, lanes: int) -> bool:
         """Relay lanes for the next sweeps; False when this Postino has no lanes setting."""
-        from dashboard.services import settings
+        from dashboard.services.core import settings
 
         with self.app.app_context():
             if "relay_lanes" not in settings.DEFAULTS:
@@ -250,16 +253,22 @@ class Postino:
         started = time.perf_counter()
         for pipe in self.pipes[:workers]:
             pipe.send("sweep")
-        answers = [pipe.recv() for pipe in self.pipes[:workers]]
+        answers = []
+        for pipe in self.pipes[:workers]:
+            if not pipe.poll(600):
+                raise RuntimeError("a Postino worker did not finish its sweep in 10 minutes")
+            answers.append(pipe.recv())
         elapsed = time.perf_counter() - started
         assert sum(a[2] for a in answers) == 0, f"deferred messages: {answers}"
         return elapsed, sum(a[1] for a in answers)
 
     def close(self) -> None:
-        for pipe in self.pipes:
-            pipe.send("stop")
-        for process in self.processes:
+        for pipe, process in zip(self.pipes, self.processes, strict=True):
+            if process.is_alive():
+                pipe.send("stop")
             process.join(5)
+            if process.is_alive():
+                process.terminate()
 
 
 # -- bare smtplib -----------------------------------------------------------------------
