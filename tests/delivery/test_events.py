@@ -5,8 +5,8 @@ import pytest
 from sqlalchemy import select
 
 from dashboard.extensions import db
-from dashboard.services.core import settings
 from dashboard.models import EVENTS, Message
+from dashboard.services.core import settings
 from dashboard.services.delivery import verp
 from dashboard.services.delivery.sweep import sweep
 
