@@ -158,6 +158,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10,
                         help="alternate sweep and bare loop this many times (1: one each)")
     parser.add_argument("--profile", help="write a cProfile of the sweep here")
+    parser.add_argument("--lanes", type=int, default=None,
+                        help="relay lanes for the sweep (default: the setting's default)")
     parser.add_argument("--dkim", action="store_true",
                         help="custom_from with a DKIM key: sweep signed and unsigned slices")
     parser.add_argument("--ed25519", action="store_true",
@@ -182,6 +184,10 @@ def main() -> None:
             from dashboard.services.delivery import compose, dkim_keys
             from dashboard.services.delivery.sweep import sweep
 
+            if args.lanes is not None:
+                from dashboard.services.core import settings
+
+                settings.put("relay_lanes", args.lanes)
             # --dkim: twice the messages, a signed and an unsigned slice per round
             stored = args.messages * (2 if args.dkim else 1)
             t0 = time.perf_counter()
@@ -250,7 +256,7 @@ def main() -> None:
     sweep_rate = args.messages / sweep_s
     bare_rate = args.messages / bare_s
     print(f"database        {dialect} ({database.split('@')[-1]})")
-    print(f"messages        {args.messages}")
+    print(f"messages        {args.messages}, relay lanes {args.lanes or 'default'}")
     print(f"enqueue         {enqueue_s:8.2f} s  ({args.messages / enqueue_s:8.0f} msg/s, "
           f"service layer, not the goal)")
     print(f"sweep           {sweep_s:8.2f} s  ({sweep_rate:8.0f} msg/s)  "

@@ -180,9 +180,13 @@ def test_a_quota_refusal_slows_the_transport_down_and_does_not_pause_the_custome
         seconds=rate_limits.PAUSE_SECONDS - 1)
 
 
-def test_claims_are_sized_to_the_lanes():
-    """Four rounds of the relay's lanes (at least 8), never more than asked."""
+def test_claims_are_sized_to_the_lanes_and_the_rate():
+    """Four rounds of the relay's lanes (at least 8), or a quarter of a second at the rate
+    reached, never more than asked."""
     assert claim_size(8, 200) == 32
     assert claim_size(1, 200) == 8
     assert claim_size(64, 200) == 200
     assert claim_size(8, 5) == 5
+    assert claim_size(8, 200, rate=150.0) == 37
+    assert claim_size(8, 200, rate=2000.0) == 200
+    assert claim_size(8, 200, rate=10.0) == 32

@@ -27,16 +27,28 @@ from .pipelining import PipeliningTransport
 from .rate_limits import Policy
 
 log = logging.getLogger(__name__)
-CLAIM_ROUNDS = 4  # a claim holds about this many messages per lane
+# All lanes of a transport busy: wait this long for one to finish before opening another.
+# A server that answers within it (one on this machine or the next) is kept to the lanes it
+# keeps busy (threads cost CPU); one further away opens all its lanes within milliseconds.
+OPEN_AFTER = 0.002
+CLAIM_ROUNDS = 4  # a claim holds at least this many messages per lane
+CLAIM_SECONDS = 0.25  # and about this long of sending at the rate seen so far
 MIN_CLAIM = 8
 
 
-def claim_size(lanes: int, largest: int) -> int:
-    """How many messages a worker claims at once: about CLAIM_ROUNDS per lane of our relay,
-    so its lanes stay busy between two claims while the last claims of a queue stay small
-    (several workers on one queue then finish within a fraction of a second of each other,
-    instead of one worker sending a last 200 alone); never more than `largest`."""
-    return max(1, min(largest, max(MIN_CLAIM, CLAIM_ROUNDS * lanes)))
+def claim_size(lanes: int, largest: int, rate: float | None = None) -> int:
+    """How many messages a worker claims at once: at least CLAIM_ROUNDS per lane of our
+    relay, and about CLAIM_SECONDS of sending at the rate this sweep has reached (`rate`,
+    messages a second), never more than `largest`.
+
+    Small enough that several workers on one queue finish within a fraction of a second of
+    each other (a claim of 200 left one worker sending the last 200 alone), large enough
+    that on a fast relay the claim and the batch's loading stay a small part of a message's
+    cost."""
+    size = max(MIN_CLAIM, CLAIM_ROUNDS * lanes)
+    if rate:
+        size = max(size, int(rate * CLAIM_SECONDS))
+    return max(1, min(largest, size))
 
 
 @dataclass
@@ -121,15 +133,15 @@ class Lanes:
         self.slowdowns[key] = rate_limits.slowdown(key)
         self.blocked.pop(key, None)
 
-    def idle(self, customer: Customer, policy: Policy) -> Lane | None:
-        """A lane of this transport with nothing in flight, opened if the policy allows one
-        more; None when all its lanes are busy. Opening one decrypts the customer's
-        password (CredentialsError when it cannot)."""
+    def idle(self, customer: Customer, policy: Policy, open_new: bool = True) -> Lane | None:
+        """A lane of this transport with nothing in flight, opened (with `open_new`) if the
+        policy allows one more; None when all its lanes are busy. Opening one decrypts the
+        customer's password (CredentialsError when it cannot)."""
         lanes = self._lanes.setdefault(policy.key, [])
         for lane in lanes:
             if lane.job is None:
                 return lane
-        if len(lanes) >= policy.lanes:
+        if not open_new or len(lanes) >= policy.lanes:
             return None
         settings = modes.transport_settings(customer)
         lane = Lane(policy.key, PipeliningTransport(settings), ThreadPoolExecutor(
@@ -142,12 +154,14 @@ class Lanes:
         groups = [self._lanes.get(key, [])] if key is not None else self._lanes.values()
         return [lane.job for lanes in groups for lane in lanes if lane.job is not None]
 
-    def finished(self, key: str | None = None, block: bool = False) -> list[Job]:
+    def finished(self, key: str | None = None, block: bool = False,
+                 timeout: float | None = None) -> list[Job]:
         """Jobs whose send has ended, in the order they were handed over; with `block`,
-        waits for at least one (of `key`'s lanes, or any) when none has."""
+        waits (at most `timeout` s) for at least one (of `key`'s lanes, or any) when none
+        has."""
         jobs = self.busy(key)
         if block and jobs and not any(job.future.done() for job in jobs):
-            wait([job.future for job in jobs], return_when=FIRST_COMPLETED)
+            wait([job.future for job in jobs], timeout=timeout, return_when=FIRST_COMPLETED)
         done = [job for job in self.busy() if job.future.done()]
         return sorted(done, key=lambda job: job.started_at)
 

@@ -37,7 +37,7 @@ from ..core.process import worker_name
 from . import compose, modes, outcomes, rate_limits
 from .batch import DEFAULT_SCHEDULE, Batch
 from .credentials import CredentialsError
-from .lanes import Job, Lane, Lanes, claim_size
+from .lanes import OPEN_AFTER, Job, Lane, Lanes, claim_size
 from .leases import (
     DUE_STATUSES,
     LeaseHeartbeat,
@@ -139,8 +139,8 @@ def sweep(batch_size: int = 200, owner: str | None = None,
 
     Messages go out over lanes (see lanes.py): up to a transport's number of connections at
     once, each answer recorded by this thread as it comes. Claims are sized to the relay's
-    lanes (lanes.claim_size, at most `batch_size`), and the next claim is made while the
-    last messages of the previous one are still in flight."""
+    lanes and to the rate reached (lanes.claim_size, at most `batch_size`), and the next
+    claim is made while the last messages of the previous one are still in flight."""
     result = SweepResult()
     owner = owner or f"{worker_name()}:{uuid.uuid4().hex[:8]}"
     result.held += hold_blocked()
@@ -164,9 +164,13 @@ def sweep(batch_size: int = 200, owner: str | None = None,
     writer = OutcomeWriter(db.engine, owner)
     handled = 0
     reattach: list[Message] = []
-    claim_limit = claim_size(rate_limits.relay_policy().lanes, batch_size)
+    relay_lanes = rate_limits.relay_policy().lanes
+    started = time.monotonic()
     try:
         while max_messages is None or handled < max_messages:
+            elapsed = time.monotonic() - started
+            claim_limit = claim_size(relay_lanes, batch_size,
+                                     handled / elapsed if handled and elapsed else None)
             limit = claim_limit if max_messages is None else min(claim_limit,
                                                                  max_messages - handled)
             lease_end = time.monotonic() + lease  # taken before the claim: conservative
@@ -267,14 +271,20 @@ def _idle_lane(customer: Customer, policy, lanes: Lanes, writer: OutcomeWriter,
                result: SweepResult):
     """A lane of the customer's transport with nothing in flight, recording the answers of
     its busy lanes until one is free; an Outcome when the transport cannot be set up."""
+    patient = True  # first give a busy lane OPEN_AFTER to finish before opening another
     while True:
         try:
-            lane = lanes.idle(customer, policy)
+            lane = lanes.idle(customer, policy, open_new=not patient)
         except CredentialsError as exc:
             return Outcome("deferred", None, exc.message)
         if lane is not None:
             return lane
-        _collect(lanes, writer, result, key=policy.key, block=True)
+        if patient and not lanes.busy(policy.key):
+            patient = False  # none open yet
+            continue
+        _collect(lanes, writer, result, key=policy.key, block=True,
+                 timeout=OPEN_AFTER if patient else None)
+        patient = False
 
 
 def _wait_for_limit(message: Message, customer: Customer, at: datetime) -> None:
@@ -314,10 +324,10 @@ def _dispatch(message: Message, customer: Customer, lane: Lane, batch: Batch,
 
 
 def _collect(lanes: Lanes, writer: OutcomeWriter, result: SweepResult, key: str | None = None,
-             block: bool = False) -> None:
+             block: bool = False, timeout: float | None = None) -> None:
     """Record the answers of the sends that ended (waiting for one of `key`'s, or any, with
-    `block`)."""
-    for job in lanes.finished(key, block):
+    `block`, at most `timeout` s)."""
+    for job in lanes.finished(key, block, timeout):
         _complete(job, lanes, writer, result)
 
 
