@@ -437,7 +437,7 @@ def main() -> None:
         pairs = [(name, base_name) for name in wanted[1:]]
         for a, b in (("w1l8", "post_office"), ("w4l8", "w1l8"), ("w4l1", "w1l1"),
                      ("w1l8", "bare8")):
-            if a in wanted and b in wanted:
+            if a in wanted and b in wanted and (a, b) not in pairs:
                 pairs.append((a, b))
         for a, b in pairs:
             ratios = [x / y for x, y in zip(rates[a], rates[b], strict=True)]

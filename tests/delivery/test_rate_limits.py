@@ -232,3 +232,20 @@ def test_messages_waiting_for_a_rate_limit_show_in_the_log_and_on_home(
     assert "last expected at" in waiting
     italian = admin_client.get("/", headers={"Accept-Language": "it"}).get_data(as_text=True)
     assert "limite" in italian
+
+
+def test_the_cli_sets_a_customers_lanes_and_limits(app, runner, make_customer):
+    """`flask customer-settings` takes lanes, a preset or per-window limits, like the form."""
+    customer, _ = make_customer(sending_mode="customer_smtp", smtp_host="smtp.x.example",
+                                from_address="a@x.example", smtp_auth="none")
+    base = ["customer-settings", customer.code, "--mode", "customer_smtp", "--minutes", "5"]
+    result = runner.invoke(args=[*base, "--smtp-lanes", "1", "--rate-preset", "google_workspace"])
+    assert result.exit_code == 0, result.output
+    db.session.refresh(customer)
+    assert customer.smtp_lanes == 1 and customer.rate_limits == {"day": 2000}
+    result = runner.invoke(args=[*base, "--rate-limit-second", "14"])
+    assert result.exit_code == 0, result.output
+    db.session.refresh(customer)
+    assert customer.rate_limits == {"second": 14} and customer.rate_preset == "custom"
+    result = runner.invoke(args=[*base, "--rate-limit-minute", "lots"])
+    assert result.exit_code == 2 and "--rate-limit-minute" in result.output
