@@ -92,10 +92,10 @@ class Lanes:
 
     def new_batch(self) -> None:
         """Read the policies and slow-downs again (once per claim: cheap, and other workers'
-        quota refusals reach this one within a batch)."""
+        quota refusals reach this one within a batch). A transport found at its limit stays
+        so until the time found: the messages after it keep being spaced from there."""
         self.policies.clear()
         self.slowdowns.clear()
-        self.blocked.clear()
 
     def policy(self, customer: Customer) -> Policy:
         """The lanes and limits of this customer's transport."""
