@@ -51,7 +51,7 @@ def fill(name: str, verp: str, recipient: str, public_id: str) -> bytes:
 
 def _corpus() -> tuple[list[bytes], list[tuple[str, int | None, str]]]:
     """The labelled bounce messages (CRLF) and send-time replies (stage, code, text)."""
-    from dashboard.services import fault
+    from dashboard.services.bounces import fault
 
     messages = [p.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
                 for p in sorted((CORPUS / "eml").glob("*.eml"))]
@@ -73,13 +73,13 @@ def _timed(work) -> tuple[float, float]:
 
 def classification(rounds: int) -> None:
     """Alternating rounds: every report parsed and classified, every reply classified."""
-    from dashboard.services import bounce_parsing, fault
+    from dashboard.services.bounces import fault, parsing
 
     messages, replies = _corpus()
 
     def reports() -> None:
         for raw in messages:
-            bounce_parsing.parse(raw)
+            parsing.parse(raw)
 
     def answers() -> None:
         for stage, code, text in replies:
@@ -140,15 +140,16 @@ def end_to_end(count: int, database: str) -> None:
     from dashboard import bounce_listener
     from dashboard.extensions import db
     from dashboard.models import BounceReport, Suppression
-    from dashboard.services import customers, messages
+    from dashboard.services.accounts import customers
+    from dashboard.services.content import render
     from dashboard.services.delivery import verp
+    from dashboard.services.messages import intake
 
     app = _app(database)
     with app.app_context():
         customer, _key = customers.create_customer("BENCH", "Bench")
-        rendered = messages.render.render_notification(customer, "order_closed", "it",
-                                                       ORDER_DATA)
-        stored = messages.store(customer, "order_closed",
+        rendered = render.render_notification(customer, "order_closed", "it", ORDER_DATA)
+        stored = intake.store(customer, "order_closed",
                                 [f"user{i}@example.org" for i in range(count)], "ORD-1", "it",
                                 ORDER_DATA, rendered, [])
         reports = [(verp.address_for(m.public_id),

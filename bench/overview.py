@@ -67,7 +67,8 @@ def main() -> None:
 
     from dashboard.extensions import db
     from dashboard.models import Message, MessageRollup, utcnow
-    from dashboard.services import overview, users
+    from dashboard.services.accounts import users
+    from dashboard.services.operations import overview
 
     with app.app_context():
         dialect = db.engine.dialect.name

@@ -185,7 +185,7 @@ def searcher(url: str, stop, results, ready) -> None:
     from dashboard.extensions import db
 
     try:
-        from dashboard.services import log_search
+        from dashboard.services.messages import log_search
     except ImportError:  # before the log search exists: the indexed lookups it makes
         log_search = None
     latencies: list[tuple[float, float]] = []
@@ -246,7 +246,7 @@ def main() -> None:
     ready.wait(120)
     time.sleep(2)  # a baseline of searches before the purge
     from dashboard.extensions import db
-    from dashboard.services import purge
+    from dashboard.services.operations import purge
 
     with app.app_context():
         window = time.time()

@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dashboard.notifications import CATALOG, LANGUAGES, default_source, known_variables  # noqa: E402
-from dashboard.services import render  # noqa: E402
+from dashboard.services.content import render  # noqa: E402
 
 
 def timed(fn, rounds: int) -> list[float]:

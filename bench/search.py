@@ -5,7 +5,7 @@
     python bench/search.py --reuse               # time again without re-seeding
 
 Seeds with bench/seed.py (bulk inserts), then times, through the very service the page
-uses (services.log_search.parse + run), the searches support makes: exact reference,
+uses (services.messages.log_search.parse + run), the searches support makes: exact reference,
 reference prefix, exact address, address prefix, customer+status+date range, message id,
 first page and a later keyset page. Each is repeated with varying values; p50/p95 in ms.
 Then the Log page itself is rendered server-side (Flask test client, logged in as support)
@@ -47,7 +47,7 @@ def samples(rounds: int, rng: random.Random) -> dict[str, list[dict]]:
     """For each search kind, `rounds` URL-argument dicts built from real seeded rows."""
     from dashboard.extensions import db
     from dashboard.models import Message, utcnow
-    from dashboard.services import log_search
+    from dashboard.services.messages import log_search
 
     today = utcnow().date()
     week_ago = utcnow() - timedelta(days=6)
@@ -88,7 +88,7 @@ def samples(rounds: int, rng: random.Random) -> dict[str, list[dict]]:
 def time_searches(kinds: dict[str, list[dict]]) -> dict[str, tuple[float, float, float]]:
     """p50, p95 and mean ms of log_search.parse + run for each kind."""
     from dashboard.extensions import db
-    from dashboard.services import log_search
+    from dashboard.services.messages import log_search
 
     figures = {}
     for kind, arg_list in kinds.items():
@@ -113,7 +113,7 @@ def time_pages(app, kinds: dict[str, list[dict]]) -> dict[str, tuple[float, floa
     """p50 and p95 ms of GET /log/?… (the full page) as a logged-in support user."""
     from dashboard.extensions import db
     from dashboard.models import User
-    from dashboard.services import users
+    from dashboard.services.accounts import users
 
     if db.session.scalar(select(User).where(User.email == "bench-support@example.com")) is None:
         users.create_user("bench-support@example.com", "support", "bench password 123",
@@ -140,7 +140,7 @@ def time_pages(app, kinds: dict[str, list[dict]]) -> dict[str, tuple[float, floa
 def explain(kinds: dict[str, list[dict]]) -> dict[str, list[str]]:
     """Each search's statements with their plans; lines with a full scan are marked."""
     from dashboard.extensions import db
-    from dashboard.services import log_search
+    from dashboard.services.messages import log_search
 
     engine = db.engine
     captured: list[tuple[str, object]] = []

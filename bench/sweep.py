@@ -100,8 +100,10 @@ def _enqueue(count: int, dkim: bool = False, ed25519: bool = False):
     """Store `count` messages; with `dkim`, From a custom_from customer with a DKIM key
     (forced on: no DNS here), which is returned."""
     from dashboard.notifications import CATALOG
-    from dashboard.services import customers, messages, render
+    from dashboard.services.accounts import customers
+    from dashboard.services.content import render
     from dashboard.services.delivery import dkim_keys
+    from dashboard.services.messages import intake
 
     customer, _ = customers.create_customer("BENCH", "Bench customer")
     key = None
@@ -115,7 +117,7 @@ def _enqueue(count: int, dkim: bool = False, ed25519: bool = False):
     data = CATALOG["order_closed"]["sample"]
     for start in range(0, count, 500):
         recipients = [f"buyer{i}@example.com" for i in range(start, min(count, start + 500))]
-        messages.store(customer, "order_closed", recipients, "ORD-BENCH", "it", data, rendered,
+        intake.store(customer, "order_closed", recipients, "ORD-BENCH", "it", data, rendered,
                        [])
     return key
 

@@ -81,7 +81,7 @@ def create_app(config: dict | None = None) -> Flask:
     errors.init_app(app)
     security.init_app(app)
 
-    from .services import alerts
+    from .services.operations import alerts
 
     alerts.listen()  # delivery announces pauses and relay trouble; operations raises alerts
 

@@ -36,12 +36,12 @@ class BounceHandler:
 
     def _ingest(self, public_ids: list[str], raw: bytes) -> None:
         from .extensions import db
-        from .services import bounces
+        from .services.bounces import reports
 
         with self.app.app_context():
             try:
                 for public_id in public_ids:
-                    bounces.ingest(public_id, raw)
+                    reports.ingest(public_id, raw)
             except Exception:
                 db.session.rollback()
                 raise

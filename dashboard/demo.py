@@ -126,7 +126,7 @@ def seed(customer_smtp_port: int, messages: int = 360) -> bool:
 
     from .extensions import db
     from .models import Customer, User
-    from .services import customers, users
+    from .services.accounts import customers, users
     from .services.delivery import credentials
 
     if db.session.scalar(select(User).limit(1)) is not None:
@@ -227,7 +227,8 @@ def _seed_history(customer_list, count: int = 360) -> None:
     from . import reasons
     from .extensions import db
     from .models import BounceReport, Message, MessageEvent, SuppressionRemoval, utcnow
-    from .services import fault, render, suppressions
+    from .services.bounces import fault, suppressions
+    from .services.content import render
     from .services.delivery import modes
 
     rng = random.Random(42)
@@ -382,7 +383,7 @@ def demo_command(port: int, host: str) -> None:
 
     from .blueprints import demo as demo_blueprint
     from .extensions import db
-    from .scheduler import make_scheduler
+    from .worker.scheduler import make_scheduler
 
     app = current_app._get_current_object()
     relay, customer_sink = start_sinks()
@@ -393,6 +394,7 @@ def demo_command(port: int, host: str) -> None:
         SESSION_COOKIE_SECURE=False, REMEMBER_COOKIE_SECURE=False,
     )
     if "demo" not in app.blueprints:
+        app.extensions["postino_demo_inbox"] = INBOX
         app.register_blueprint(demo_blueprint.bp)
     upgrade()
     seeded = seed(customer_sink.port)

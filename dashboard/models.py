@@ -354,7 +354,7 @@ class Message(db.Model):
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_smtp_code: Mapped[int | None] = mapped_column(Integer)
     last_smtp_text: Mapped[str | None] = mapped_column(Text)
-    # who was at fault for the last refusal or report (services.fault); empty once sent
+    # who was at fault for the last refusal or report (bounces.fault); empty once sent
     fault_class: Mapped[str | None] = mapped_column(String(24))
     fault_reason: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -459,7 +459,7 @@ class Suppression(db.Model):
     reason: Mapped[str] = mapped_column(String(20))  # hard_bounce soft_bounce complaint manual
     smtp_code: Mapped[str | None] = mapped_column(String(20))
     diagnostic: Mapped[str | None] = mapped_column(Text)
-    # the verdict that created the entry (services.fault): why the address is here
+    # the verdict that created the entry (bounces.fault): why the address is here
     fault_class: Mapped[str | None] = mapped_column(String(24))
     fault_reason: Mapped[str | None] = mapped_column(String(32))
     note: Mapped[str | None] = mapped_column(Text)
@@ -489,7 +489,7 @@ class BounceReport(db.Model):
     )
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customer.id"))
     recipient: Mapped[str] = mapped_column(String(320))
-    # hard soft failed delayed delivered auto_reply complaint unknown (bounce_parsing.KINDS)
+    # hard soft failed delayed delivered auto_reply complaint unknown (bounces.parsing.KINDS)
     kind: Mapped[str] = mapped_column(String(12))
     fault_class: Mapped[str | None] = mapped_column(String(24))
     fault_reason: Mapped[str | None] = mapped_column(String(32))
@@ -709,9 +709,9 @@ class Alert(db.Model):
 class MessageRollup(db.Model):
     """Messages per closed UTC day, customer and status: the Home chart's history, kept small.
 
-    Rows are rebuilt from `message` by services.overview; customer_id -1 sums every customer
-    (the chart), customer_id 0 with status '*' marks a day as computed (so an empty day is not
-    recomputed on every visit).
+    Rows are rebuilt from `message` by services.operations.overview; customer_id -1 sums every
+    customer (the chart), customer_id 0 with status '*' marks a day as computed (so an empty
+    day is not recomputed on every visit).
     """
 
     __tablename__ = "message_rollup"

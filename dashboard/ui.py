@@ -68,8 +68,8 @@ def init_app(app: Flask) -> None:
 
     @app.context_processor
     def _helpers():
-        from .services.banners import active_banners
-        from .services.fault_labels import class_label, reason_label
+        from .services.bounces.fault_labels import class_label, reason_label
+        from .services.operations.banners import active_banners
 
         def banners():
             if not current_user.is_authenticated:

@@ -163,7 +163,7 @@ def _cheap_password_hashing():
     from werkzeug.security import generate_password_hash
 
     import dashboard.models
-    import dashboard.services.users
+    import dashboard.services.accounts.users
 
     def cheap(password: str, method: str = "scrypt", salt_length: int = 16) -> str:
         if method == "scrypt":
@@ -171,7 +171,7 @@ def _cheap_password_hashing():
         return generate_password_hash(password, method=method, salt_length=salt_length)
 
     patch = pytest.MonkeyPatch()
-    for module in (dashboard.models, dashboard.services.users):
+    for module in (dashboard.models, dashboard.services.accounts.users):
         patch.setattr(module, "generate_password_hash", cheap)
     yield
     patch.undo()
@@ -220,7 +220,7 @@ def runner(app):
 @pytest.fixture
 def make_user(app):
     """Factory: make_user(role="support", email=None) -> User with the test PASSWORD."""
-    from dashboard.services import users
+    from dashboard.services.accounts import users
 
     counter = {"n": 0}
 
@@ -271,7 +271,7 @@ def billing_client(app, make_user, login):
 @pytest.fixture
 def make_customer(app):
     """Factory: make_customer(code=None, name=None, **fields) -> (Customer, api_key)."""
-    from dashboard.services import customers
+    from dashboard.services.accounts import customers
 
     counter = {"n": 0}
 

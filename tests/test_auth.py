@@ -405,7 +405,7 @@ def test_a_logged_in_user_visiting_the_login_page_goes_home(en_client, make_user
 def test_an_unknown_account_costs_a_password_check_too(en_client, make_user, monkeypatch):
     """Unknown and deactivated accounts pay for a hash check, so timing reveals nothing."""
     import dashboard.models
-    import dashboard.services.users
+    import dashboard.services.accounts.users
 
     checks = []
 
@@ -415,7 +415,7 @@ def test_an_unknown_account_costs_a_password_check_too(en_client, make_user, mon
             return real(stored, password)
         return check
 
-    for module in (dashboard.models, dashboard.services.users):
+    for module in (dashboard.models, dashboard.services.accounts.users):
         monkeypatch.setattr(module, "check_password_hash", counting(module.check_password_hash))
     inactive = make_user("support")
     inactive.active = False

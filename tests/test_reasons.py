@@ -11,16 +11,17 @@ from dashboard import reasons
 from dashboard.extensions import db
 from dashboard.models import Alert, JobRun, Message, utcnow
 from dashboard.notifications import CATALOG
-from dashboard.services import health, messages
 from dashboard.services.core import settings
 from dashboard.services.delivery import sending
 from dashboard.services.delivery.sweep import hold_blocked
+from dashboard.services.messages import intake
+from dashboard.services.operations import health
 
 
 def _order(customer, reference="ORD-7", to="mario.rossi@example.com") -> Message:
     """An order_closed notification through the real intake."""
     data = dict(CATALOG["order_closed"]["sample"], order_number=reference)
-    [message] = messages.enqueue(customer, "order_closed", to, reference, "it", data)
+    [message] = intake.enqueue(customer, "order_closed", to, reference, "it", data)
     return message
 
 
@@ -65,7 +66,7 @@ def test_the_sweep_holds_with_a_code_when_sending_is_off_for_everyone(app, make_
 
 def test_a_suppressed_message_names_the_list_reason_in_words(app, make_customer):
     """'recipient on the suppression list (hard bounce)', the reason itself translated."""
-    from dashboard.services import suppressions
+    from dashboard.services.bounces import suppressions
 
     customer, _ = make_customer()
     suppressions.suppress("gone@example.com", "hard_bounce", customer)
@@ -115,7 +116,7 @@ def test_a_scheduler_alert_is_stored_with_its_figures_and_read_in_italian(app, m
 
 def test_the_backlog_and_heartbeat_alerts_store_codes(app):
     """What the health check writes in Alert.text is a code with its figures, not English."""
-    from dashboard.services import jobs
+    from dashboard.services.operations import jobs
 
     old = utcnow() - timedelta(minutes=20)
     db.session.add(JobRun(job="sweep", status="ok", started_at=old, finished_at=old))
@@ -129,7 +130,7 @@ def test_the_backlog_and_heartbeat_alerts_store_codes(app):
 
 def test_a_paused_customer_alert_email_speaks_the_staff_language(app, make_customer, admin):
     """The processing_blocked email to admins carries the reason in the email's language."""
-    from dashboard.services import alerts
+    from dashboard.services.operations import alerts
 
     customer, _ = make_customer("VERDI", "Verdi Arredamenti")
     sending.pause_customer(customer, reasons.encode("auth_failures", answer="535 5.7.8"))

@@ -24,7 +24,8 @@ from wtforms.validators import DataRequired
 from ..auth import public, roles
 from ..config import is_https, is_loopback_host
 from ..i18n import LANGUAGES
-from ..services import ServiceError, users
+from ..services import ServiceError
+from ..services.accounts import users
 
 bp = Blueprint("auth", __name__)
 

@@ -13,7 +13,8 @@ from ..auth import roles
 from ..extensions import db
 from ..htmx import render
 from ..models import ConfigurationEstimate, ConfigurationIntervention, Customer, SuppressionRemoval
-from ..services import ServiceError, billing
+from ..services import ServiceError
+from ..services.billing import billing
 from ..services.core import settings
 
 bp = Blueprint("billing", __name__, url_prefix="/billing")

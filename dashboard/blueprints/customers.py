@@ -16,7 +16,9 @@ from ..auth import roles
 from ..extensions import db
 from ..htmx import render, trigger
 from ..models import EVENTS, SENDING_MODES, ApiKey, ConfigurationEstimate, Customer, Message
-from ..services import ServiceError, customer_settings, customers, interventions
+from ..services import ServiceError
+from ..services.accounts import customer_settings, customers
+from ..services.billing import interventions
 from ..services.delivery import dns_check, domains, modes, rate_limits
 from ..services.delivery import sending as sending_service
 from ..services.delivery.credentials import CredentialsError

@@ -12,7 +12,8 @@ from ..auth import roles
 from ..extensions import db
 from ..htmx import render
 from ..models import Customer, DkimKey
-from ..services import ServiceError, customers
+from ..services import ServiceError
+from ..services.accounts import customers
 from ..services.delivery import dkim_keys
 
 bp = Blueprint("dkim", __name__, url_prefix="/dkim")

@@ -11,8 +11,10 @@ from ..auth import roles
 from ..extensions import db
 from ..htmx import render, trigger
 from ..models import Customer, Message, Suppression
-from ..services import ServiceError, customers, doctor
+from ..services import ServiceError
+from ..services.accounts import customers
 from ..services.delivery import sending
+from ..services.operations import doctor
 
 bp = Blueprint("doctor", __name__, url_prefix="/doctor")
 

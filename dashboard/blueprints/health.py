@@ -20,7 +20,7 @@ def healthz():
     except Exception:  # any database failure means unhealthy
         db.session.rollback()
         return jsonify({"status": "error", "database": "down"}), 503
-    from ..services import jobs
+    from ..services.operations import jobs
 
     age = jobs.heartbeat_age_seconds()
     return jsonify({"status": "ok", "database": "ok", "worker_heartbeat_age": age})

@@ -5,8 +5,8 @@ from flask import Blueprint, current_app, request, send_from_directory
 
 from ..auth import public, roles
 from ..htmx import render
-from ..services import doctor, overview
 from ..services.delivery import rate_limits
+from ..services.operations import doctor, overview
 
 bp = Blueprint("home", __name__)
 

@@ -9,8 +9,9 @@ from flask_login import current_user
 from ..auth import roles
 from ..htmx import render, stop_polling
 from ..models import utcnow
-from ..scheduler import job_definitions
-from ..services import health, jobs, purge
+from ..services.operations import health, jobs, purge
+from ..worker import scheduler
+from ..worker.scheduler import job_definitions
 
 bp = Blueprint("jobs", __name__, url_prefix="/jobs")
 START_GRACE = timedelta(seconds=30)
@@ -54,7 +55,7 @@ def queue_health():
 def run(job_id: str):
     """Start a job now in the background; answer a progress fragment that polls itself."""
     _definition(job_id)
-    since = jobs.start_now(current_app._get_current_object(), job_id, current_user)
+    since = scheduler.start_now(current_app._get_current_object(), job_id, current_user)
     return render("jobs/_progress.html", job=_job(job_id), run=None, since=since,
                   duration=jobs.duration_seconds)
 

@@ -15,9 +15,10 @@ from ..auth import roles
 from ..extensions import db, htmx
 from ..htmx import render, stop_polling, trigger
 from ..models import EVENTS, SENDING_MODES, STATUSES, Customer, JobRun, Message, utcnow
-from ..services import ServiceError, log_search
-from ..services import resend as resend_service
+from ..services import ServiceError
 from ..services.core import settings
+from ..services.messages import log_search
+from ..services.messages import resend as resend_service
 
 bp = Blueprint("log", __name__, url_prefix="/log")
 

@@ -8,9 +8,10 @@ from flask_login import current_user
 
 from ..auth import roles
 from ..htmx import render, trigger
-from ..services import banners, global_settings
+from ..services.accounts import global_settings
 from ..services.core import settings
 from ..services.delivery import sending as sending_service
+from ..services.operations import banners
 from .dkim import section_context as dkim_context
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")

@@ -13,9 +13,11 @@ from ..auth import roles
 from ..extensions import db
 from ..htmx import render, stop_polling, trigger
 from ..models import BounceReport, Customer, JobRun, Message, Suppression
-from ..services import ServiceError, reclassify, suppressions
+from ..services import ServiceError
+from ..services.bounces import reclassify, suppressions
+from ..services.bounces.suppressions import NotAllowed
 from ..services.core import settings
-from ..services.suppressions import NotAllowed
+from ..services.messages import resend
 
 bp = Blueprint("suppressions", __name__, url_prefix="/suppressions")
 
@@ -171,9 +173,9 @@ def lift(entry_id: int):
     customer = db.session.get(Customer, int(values["customer"])) \
         if values["customer"].isdigit() else None
     try:
-        removal = suppressions.lift(entry, customer, values["reason"], values["ticket"],
-                                    values["minutes"] or "0", current_user,
-                                    resend_last=bool(values["resend"]))
+        lift_entry = resend.lift_and_resend if values["resend"] else suppressions.lift
+        removal = lift_entry(entry, customer, values["reason"], values["ticket"],
+                             values["minutes"] or "0", current_user)
     except NotAllowed:
         db.session.rollback()
         abort(403)

@@ -14,8 +14,10 @@ from ..extensions import db, htmx
 from ..htmx import client_redirect, render
 from ..models import Customer, Message, TemplateVersion
 from ..notifications import CATALOG, LANGUAGES, required_variables
-from ..services import ServiceError, customers
-from ..services import templates as service
+from ..services import ServiceError
+from ..services.accounts import customers
+from ..services.content import templates as service
+from ..services.messages import trial
 
 bp = Blueprint("templates", __name__, url_prefix="/templates")
 
@@ -225,7 +227,8 @@ def send_test(code: str, event: str, language: str):
     to = (request.form.get("to") or "").strip()
     try:
         data = service.parse_sample(request.form.get("sample"), event)
-        message = service.send_test(customer, event, language, source, data, to, current_user)
+        message = trial.send_template_test(customer, event, language, source, data, to,
+                                           current_user)
     except service.TemplateInvalid as exc:
         db.session.rollback()
         errors = [ServiceError(_("Fix the template first: %(error)s",

@@ -7,7 +7,7 @@ from flask import Blueprint, make_response
 
 from ..auth import public
 from ..extensions import csrf, db
-from ..services import tracking
+from ..services.operations import tracking
 
 bp = Blueprint("tracking", __name__)
 log = logging.getLogger(__name__)

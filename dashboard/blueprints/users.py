@@ -13,7 +13,8 @@ from ..auth import roles
 from ..extensions import db
 from ..htmx import render
 from ..models import ROLES, User
-from ..services import ServiceError, users
+from ..services import ServiceError
+from ..services.accounts import users
 
 bp = Blueprint("users", __name__, url_prefix="/users")
 

@@ -9,7 +9,9 @@ import pytest
 
 from dashboard.extensions import db
 from dashboard.models import AuditEntry, SuppressionRemoval
-from dashboard.services import ServiceError, billing, suppressions
+from dashboard.services import ServiceError
+from dashboard.services.billing import billing
+from dashboard.services.bounces import suppressions
 
 HX = {"HX-Request": "true"}
 

@@ -11,8 +11,9 @@ from sqlalchemy import select
 
 from dashboard.extensions import db
 from dashboard.models import AuditEntry, ConfigurationIntervention
-from dashboard.services import customer_settings, interventions
-from dashboard.services.interventions import Request
+from dashboard.services.accounts import customer_settings
+from dashboard.services.billing import interventions
+from dashboard.services.billing.interventions import Request
 
 from .test_interventions import SMTP
 
@@ -77,7 +78,7 @@ def test_a_figure_pushes_a_billing_url_that_reopens_its_list(billing_client, cha
 def test_removal_figures_have_accessible_names_and_push_their_url(billing_client,
                                                                  make_customer, make_user):
     """'3 removals, 1 billable, Verdi, November 2026'-style names on the removal figures."""
-    from dashboard.services import suppressions
+    from dashboard.services.bounces import suppressions
 
     customer, _ = make_customer("VERDI", "Verdi")
     support = make_user("support")

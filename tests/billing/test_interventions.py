@@ -17,8 +17,10 @@ from dashboard.models import (
     ConfigurationIntervention,
     CustomerSmtpPeriod,
 )
-from dashboard.services import ServiceError, billing, customer_settings, interventions
-from dashboard.services.interventions import Request
+from dashboard.services import ServiceError
+from dashboard.services.accounts import customer_settings
+from dashboard.services.billing import billing, interventions
+from dashboard.services.billing.interventions import Request
 
 PASSWORD = "Top-Secret-Pw-77"
 SMTP = {"sending_mode": "customer_smtp", "from_address": "notifiche@verdi.example",

@@ -8,9 +8,9 @@ import pytest
 
 from dashboard.extensions import db
 from dashboard.models import Message
-from dashboard.services import messages
 from dashboard.services.delivery import verp
 from dashboard.services.delivery.sweep import sweep
+from dashboard.services.messages import intake
 
 from ..conftest import free_port
 
@@ -61,7 +61,7 @@ def sent_message(relay, make_customer):
     def _send(to: str = "mario.rossi@example.org", customer=None):
         if customer is None:
             customer, _key = make_customer()
-        [message] = messages.enqueue(customer, "order_closed", to, reference="ORD-1",
+        [message] = intake.enqueue(customer, "order_closed", to, reference="ORD-1",
                                      language="it", data=ORDER_DATA)
         result = sweep()
         db.session.refresh(message)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.services import bounce_parsing, fault
+from dashboard.services.bounces import fault, parsing
 
 CORPUS = Path(__file__).parent / "corpus"
 
@@ -55,7 +55,7 @@ def test_every_bounce_message_yields_its_recipient_class_and_reason(name, recipi
                                                                     expected_class,
                                                                     expected_reason, kind):
     """One outcome per message: the failed (or complaining) recipient and the verdict."""
-    reports = bounce_parsing.parse(_raw(name))
+    reports = parsing.parse(_raw(name))
     if expected_class == "none":
         assert reports == []
         return
@@ -67,7 +67,7 @@ def test_every_bounce_message_yields_its_recipient_class_and_reason(name, recipi
 def test_only_recipient_faults_and_complaints_would_suppress_in_the_corpus():
     """Over the whole corpus: nothing outside those two classes is a hard bounce."""
     for name, *_rest in MESSAGES:
-        for report in bounce_parsing.parse(_raw(name)):
+        for report in parsing.parse(_raw(name)):
             if report.kind == "hard":
                 assert report.fault_class == fault.RECIPIENT_PERMANENT, name
             if report.fault_class not in (fault.RECIPIENT_PERMANENT, fault.COMPLAINT):

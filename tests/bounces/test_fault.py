@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.services import fault
-from dashboard.services.fault import classify
+from dashboard.services.bounces import fault
+from dashboard.services.bounces.fault import classify
 
 
 @pytest.mark.parametrize("reply, reason", [
@@ -85,7 +85,7 @@ def test_every_reason_has_a_class_and_words_in_both_languages(app):
     """The translation table covers every reason and class the classifier can return."""
     from flask_babel import force_locale
 
-    from dashboard.services import fault_labels
+    from dashboard.services.bounces import fault_labels
 
     assert set(fault_labels.REASON_LABELS) == set(fault.REASONS)
     assert set(fault_labels.CLASS_LABELS) == set(fault.CLASSES)

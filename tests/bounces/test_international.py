@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dashboard.extensions import db
 from dashboard.models import Message, Suppression
-from dashboard.services import messages
+from dashboard.services.messages import intake
 
 from .conftest import ORDER_DATA, report
 
@@ -23,5 +23,5 @@ def test_a_dsn_naming_the_punycode_form_suppresses_the_unicode_address(
     entry = db.session.scalar(db.select(Suppression))
     assert (entry.address, entry.reason) == ("info@müller.de", "hard_bounce")
     for spelling in ("info@xn--mller-kva.de", "Info@Müller.de"):
-        [nxt] = messages.enqueue(message.customer, "order_closed", spelling, data=ORDER_DATA)
+        [nxt] = intake.enqueue(message.customer, "order_closed", spelling, data=ORDER_DATA)
         assert (nxt.status, nxt.suppression_id) == ("suppressed", entry.id)

@@ -7,9 +7,9 @@ import pytest
 
 from dashboard.extensions import db
 from dashboard.models import BounceReport, Message, Suppression
-from dashboard.services import messages
 from dashboard.services.delivery import verp
 from dashboard.services.delivery.sweep import sweep
+from dashboard.services.messages import intake
 
 from ..smtp_servers import start_server
 from .conftest import ORDER_DATA, report
@@ -35,7 +35,7 @@ def test_a_hard_bounce_suppresses_the_address_and_stops_the_next_notification(
     stored = db.session.scalar(db.select(BounceReport))
     assert stored.message_id == message.id and stored.suppression_id == entry.id
     assert "Recipient address rejected" in stored.raw
-    [nxt] = messages.enqueue(message.customer, "order_closed", "mario.rossi@EXAMPLE.org",
+    [nxt] = intake.enqueue(message.customer, "order_closed", "mario.rossi@EXAMPLE.org",
                              data=ORDER_DATA)
     assert nxt.status == "suppressed" and nxt.suppression_id == entry.id
     assert sweep().sent == 0 and len(relay.received) == 1
@@ -145,7 +145,7 @@ def test_one_report_for_two_messages_in_one_transaction(listener, sent_message):
 
 def test_the_raw_report_is_size_capped(post_report, sent_message):
     """A huge report is kept only up to the cap."""
-    from dashboard.services.bounces import RAW_LIMIT
+    from dashboard.services.bounces.reports import RAW_LIMIT
 
     message = sent_message()
     raw = report("postfix_hard.eml", message) + (b"X" * 70 + b"\r\n") * (RAW_LIMIT // 30)
@@ -161,7 +161,7 @@ def test_relay_messages_request_dsn_when_the_relay_advertises_it(app, make_custo
     app.config.update(MAIL_SERVER=server.host, MAIL_PORT=server.port)
     try:
         customer, _key = make_customer()
-        [message] = messages.enqueue(customer, "order_closed", "dsn@example.org",
+        [message] = intake.enqueue(customer, "order_closed", "dsn@example.org",
                                      data=ORDER_DATA)
         assert sweep().sent == 1
         [got] = server.wait_for(1)

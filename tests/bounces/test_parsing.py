@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from dashboard.services import bounces
+from dashboard.services.bounces import reports
 
 from .conftest import report
 
@@ -13,7 +13,7 @@ pytestmark = pytest.mark.usefixtures("app")  # fixtures carry a signed VERP addr
 
 def parse(name: str):
     """The reports parsed from a fixture addressed to RCPT."""
-    return bounces.parse(report(name, recipient=RCPT))
+    return reports.parse(report(name, recipient=RCPT))
 
 
 @pytest.mark.parametrize("name, kind, status, source", [
@@ -68,19 +68,19 @@ def test_an_arf_report_is_a_complaint_for_the_original_recipient():
 ])
 def test_junk_is_never_fatal(raw):
     """Reports that are not reports parse to nothing (or a complaint without recipient)."""
-    result = bounces.parse(raw)
+    result = reports.parse(raw)
     assert all(r.recipient is None for r in result)
 
 
 def test_the_kind_follows_who_is_at_fault_not_the_status_class():
     """A 5.x.x is hard only when it is the recipient's fault; Action delayed is delayed."""
-    assert bounces.classify("5.1.1", "failed") == "hard"
-    assert bounces.classify("5.7.1", "failed") == "failed"
-    assert bounces.classify("5.7.1", "failed", "550 5.7.1 blocked using zen.spamhaus.org"
+    assert reports.classify("5.1.1", "failed") == "hard"
+    assert reports.classify("5.7.1", "failed") == "failed"
+    assert reports.classify("5.7.1", "failed", "550 5.7.1 blocked using zen.spamhaus.org"
                             ) == "failed"
-    assert bounces.classify("4.2.2", "failed") == "soft"
-    assert bounces.classify("4.4.7", "delayed") == "delayed"
-    assert bounces.classify("4.4.7", "failed") == "soft"  # expired: the server was unreachable
-    assert bounces.classify("2.0.0", "delivered") == "delivered"
-    assert bounces.classify(None, "delivered") == "delivered"
-    assert bounces.classify(None, "failed") == "failed"
+    assert reports.classify("4.2.2", "failed") == "soft"
+    assert reports.classify("4.4.7", "delayed") == "delayed"
+    assert reports.classify("4.4.7", "failed") == "soft"  # expired: the server was unreachable
+    assert reports.classify("2.0.0", "delivered") == "delivered"
+    assert reports.classify(None, "delivered") == "delivered"
+    assert reports.classify(None, "failed") == "failed"

@@ -8,8 +8,8 @@ from sqlalchemy import func, select
 
 from dashboard.extensions import db
 from dashboard.models import BounceReport, Message, Suppression
-from dashboard.services import purge
 from dashboard.services.delivery import verp
+from dashboard.services.operations import purge
 
 from .conftest import report
 

@@ -17,7 +17,7 @@ from sqlalchemy import func, insert, select
 
 from dashboard.extensions import db
 from dashboard.models import Message, new_public_id, utcnow
-from dashboard.services import render
+from dashboard.services.content import render
 from dashboard.services.core import settings
 from dashboard.services.delivery import modes, verp
 

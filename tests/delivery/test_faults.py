@@ -8,15 +8,15 @@ from sqlalchemy import select
 
 from dashboard.extensions import db
 from dashboard.models import Message, Suppression, utcnow
-from dashboard.services import messages
 from dashboard.services.delivery.sweep import sweep
+from dashboard.services.messages import intake
 
 from .conftest import sample
 
 
 def _queue(customer, *recipients):
     """Queue one order_closed message per recipient through the service layer."""
-    return messages.enqueue(customer, "order_closed", list(recipients),
+    return intake.enqueue(customer, "order_closed", list(recipients),
                             data=sample("order_closed"))
 
 

@@ -8,14 +8,15 @@ from sqlalchemy import select
 
 from dashboard.extensions import db
 from dashboard.models import Message, Suppression
-from dashboard.services import log_search, messages, suppressions
+from dashboard.services.bounces import suppressions
 from dashboard.services.delivery.sweep import sweep
+from dashboard.services.messages import intake, log_search
 
 from .conftest import sample
 
 
 def _queue(customer, *recipients):
-    return messages.enqueue(customer, "order_closed", list(recipients),
+    return intake.enqueue(customer, "order_closed", list(recipients),
                             data=sample("order_closed"))
 
 

@@ -12,11 +12,11 @@ from sqlalchemy import select
 from dashboard import reasons
 from dashboard.extensions import db
 from dashboard.models import Message, RateState, utcnow
-from dashboard.services import messages
 from dashboard.services.core import settings
 from dashboard.services.delivery import rate_limits
 from dashboard.services.delivery.lanes import claim_size
 from dashboard.services.delivery.sweep import sweep
+from dashboard.services.messages import intake
 
 from .conftest import sample
 
@@ -24,7 +24,7 @@ MESSAGE_ID = re.compile(rb"^Message-ID:\s*<([0-9a-f]+)@", re.MULTILINE | re.IGNO
 
 
 def _queue(customer, *recipients):
-    return messages.enqueue(customer, "order_closed", list(recipients),
+    return intake.enqueue(customer, "order_closed", list(recipients),
                             data=sample("order_closed"))
 
 

@@ -17,8 +17,8 @@ from sqlalchemy import func, select, update
 
 from dashboard.extensions import db
 from dashboard.models import Message, utcnow
-from dashboard.services import messages
 from dashboard.services.delivery.sweep import sweep
+from dashboard.services.messages import intake
 
 from ..smtp_servers import start_server
 from .conftest import config, sample
@@ -28,7 +28,7 @@ MESSAGE_ID = re.compile(rb"^Message-ID:\s*<([0-9a-f]+)@", re.MULTILINE | re.IGNO
 
 
 def _queue(customer, *recipients):
-    return messages.enqueue(customer, "order_closed", list(recipients),
+    return intake.enqueue(customer, "order_closed", list(recipients),
                             data=sample("order_closed"))
 
 

@@ -7,10 +7,10 @@ from sqlalchemy import select, update
 from dashboard import reasons
 from dashboard.extensions import db
 from dashboard.models import Message, utcnow
-from dashboard.services import messages
 from dashboard.services.delivery import sending
 from dashboard.services.delivery.leases import claim
 from dashboard.services.delivery.sweep import next_delay, sweep
+from dashboard.services.messages import intake
 
 from .conftest import sample
 
@@ -19,7 +19,7 @@ SCHEDULE = [1, 5, 15, 60, 180, 360]
 
 def _queue(customer, *recipients):
     """Queue one order_closed message per recipient."""
-    return messages.enqueue(customer, "order_closed", list(recipients) or ["a@example.com"],
+    return intake.enqueue(customer, "order_closed", list(recipients) or ["a@example.com"],
                             data=sample("order_closed"))
 
 

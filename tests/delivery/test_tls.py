@@ -4,10 +4,10 @@ from sqlalchemy import select
 
 from dashboard.extensions import db
 from dashboard.models import Message
-from dashboard.services import messages
 from dashboard.services.delivery import credentials
 from dashboard.services.delivery.sweep import sweep
 from dashboard.services.delivery.transport import SmtpSettings, SmtpTransport
+from dashboard.services.messages import intake
 
 from .conftest import sample
 
@@ -93,7 +93,7 @@ def test_a_customer_smtp_message_goes_through_the_customers_server(
     else:
         server = smtp_server(starttls_context=server_tls, auth=("mailer", "s3cret"))
     customer = _smtp_customer(make_customer, server, ca_pem, security)
-    [message] = messages.enqueue(customer, "order_closed", "buyer@example.com",
+    [message] = intake.enqueue(customer, "order_closed", "buyer@example.com",
                                  data=sample("order_closed"))
     assert sweep().sent == 1
     [got] = server.wait_for(1)
@@ -110,7 +110,7 @@ def test_repeated_auth_failures_pause_a_customer_smtp_customer(app, make_custome
     message already out on the customer's second lane is refused too)."""
     customer = _smtp_customer(make_customer, starttls_server, ca_pem, "starttls",
                               password="changed-by-the-customer")
-    queued = messages.enqueue(customer, "order_closed",
+    queued = intake.enqueue(customer, "order_closed",
                               [f"u{i}@example.com" for i in range(5)],
                               data=sample("order_closed"))
     result = sweep()

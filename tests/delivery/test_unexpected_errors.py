@@ -7,16 +7,16 @@ from sqlalchemy import select, update
 
 from dashboard.extensions import db
 from dashboard.models import Message, utcnow
-from dashboard.services import messages
 from dashboard.services.delivery import sweep as sweep_service
 from dashboard.services.delivery import transport as transport_module
 from dashboard.services.delivery.sweep import ERRORS_BEFORE_FAILING, sweep
+from dashboard.services.messages import intake
 
 from .conftest import sample
 
 
 def _queue(customer, *recipients):
-    return messages.enqueue(customer, "order_closed", list(recipients),
+    return intake.enqueue(customer, "order_closed", list(recipients),
                             data=sample("order_closed"))
 
 

@@ -17,9 +17,10 @@ from dashboard.models import (
     TransportBreaker,
     utcnow,
 )
-from dashboard.services import doctor, messages
 from dashboard.services.core import settings
 from dashboard.services.delivery.sweep import sweep
+from dashboard.services.messages import intake
+from dashboard.services.operations import doctor
 
 from .conftest import sample
 
@@ -35,7 +36,7 @@ TO = "anna@example.com"
 
 
 def _queue(customer, *recipients):
-    return messages.enqueue(customer, "order_closed", list(recipients),
+    return intake.enqueue(customer, "order_closed", list(recipients),
                             data=sample("order_closed"))
 
 
@@ -235,7 +236,7 @@ def test_our_relay_refusing_our_account_alerts_staff_and_a_success_clears_it(
     alert = db.session.scalar(select(Alert).where(Alert.cause == "relay_account",
                                                   Alert.cleared_at.is_(None)))
     assert alert is not None and "5.7.60" in alert.text
-    from dashboard.services.banners import active_banners
+    from dashboard.services.operations.banners import active_banners
 
     with app.test_request_context("/"):
         assert any("Our relay refuses our own sending account" in banner.text

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from dashboard.extensions import db
 from dashboard.models import ConfigurationIntervention
-from dashboard.services import interventions
+from dashboard.services.billing import interventions
 
 from .helpers import log_in
 

@@ -7,10 +7,11 @@ from playwright.sync_api import expect
 
 from dashboard.extensions import db
 from dashboard.models import SuppressionRemoval
-from dashboard.services import messages, suppressions
+from dashboard.services.bounces import suppressions
+from dashboard.services.messages import intake
 
 from ..conftest import PASSWORD
-from ..doctor.conftest import ORDER_DATA
+from ..operations.doctor.conftest import ORDER_DATA
 
 pytestmark = pytest.mark.e2e
 ADDRESS = "giulia.bianchi@example.org"
@@ -25,7 +26,7 @@ def test_support_lifts_a_suppressed_address_from_the_doctor(app, live_server, pa
     suppressions.suppress(ADDRESS, "hard_bounce", customer, smtp_code="550",
                           diagnostic="5.1.1 user unknown")
     db.session.commit()
-    messages.enqueue(customer, "order_closed", ADDRESS, reference="ORD-42",
+    intake.enqueue(customer, "order_closed", ADDRESS, reference="ORD-42",
                      data=dict(ORDER_DATA, order_number="ORD-42"))
     dialogs = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.accept()))
@@ -77,7 +78,7 @@ def test_the_doctor_asks_who_requested_a_billable_lift_and_says_billable_before_
     rossi, _ = make_customer("ROSSI", "Rossi S.r.l.")
     verdi, _ = make_customer("VERDI", "Verdi Arredamenti")
     for owner in (rossi, verdi):
-        messages.enqueue(owner, "order_closed", ADDRESS, reference="ORD-42",
+        intake.enqueue(owner, "order_closed", ADDRESS, reference="ORD-42",
                          data=dict(ORDER_DATA, order_number="ORD-42"))
     entry = suppressions.suppress(ADDRESS, "hard_bounce", rossi)
     db.session.commit()

@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 
 from dashboard.extensions import db
 from dashboard.models import Message, MessageEvent, utcnow
-from dashboard.services import jobs
+from dashboard.worker import scheduler
 
 from .helpers import log_in
 
@@ -42,5 +42,5 @@ def test_run_now_shows_progress_then_the_new_last_run(app, page, live_server, ma
     expect(card.locator(".badge-run-ok").first).to_be_visible()
     expect(card).to_contain_text("messages=3")
     expect(card).to_contain_text("events=3")
-    jobs.wait_for_background()
+    scheduler.wait_for_background()
     assert db.session.scalar(db.select(db.func.count(Message.id))) == 0

@@ -5,7 +5,7 @@ import pytest
 from playwright.sync_api import expect
 
 from dashboard.notifications import CATALOG
-from dashboard.services import messages
+from dashboard.services.messages import intake
 
 from .helpers import log_in
 
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.e2e
 def order(customer, reference: str, to: str):
     """An order_closed notification through the real ingest."""
     data = dict(CATALOG["order_closed"]["sample"], order_number=reference)
-    (message,) = messages.enqueue(customer, "order_closed", to, reference, "it", data)
+    (message,) = intake.enqueue(customer, "order_closed", to, reference, "it", data)
     return message
 
 

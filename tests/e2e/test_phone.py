@@ -10,7 +10,8 @@ from playwright.sync_api import expect
 
 from dashboard.extensions import db
 from dashboard.notifications import CATALOG
-from dashboard.services import bounces, messages, suppressions
+from dashboard.services.bounces import reports, suppressions
+from dashboard.services.messages import intake
 
 from ..bounces.conftest import report
 from .axe import assert_accessible, assert_fits, assert_in_view, open_context
@@ -25,7 +26,7 @@ ADDRESS = "francesca.lombardi-bertolini@aziendale-distribuzione.example.com"
 def order(customer, reference: str, to: str):
     """An order_closed notification through the real intake."""
     data = dict(CATALOG["order_closed"]["sample"], order_number=reference)
-    [message] = messages.enqueue(customer, "order_closed", to, reference, "it", data)
+    [message] = intake.enqueue(customer, "order_closed", to, reference, "it", data)
     return message
 
 
@@ -40,10 +41,10 @@ def desk(make_user, make_customer, role: str = "support", language: str | None =
     failed.status, failed.attempts = "failed", 3
     failed.last_smtp_code, failed.last_smtp_text = 550, "5.1.1 " + "mailbox unavailable " * 4
     db.session.commit()
-    bounces.ingest(failed.public_id, report("postfix_hard.eml", failed))
+    reports.ingest(failed.public_id, report("postfix_hard.eml", failed))
     entry = suppressions.active_entry(ADDRESS, "relay", None)
     suppressions.lift(entry, customer, "mailbox recreated", "4711", 10, user)
-    bounces.ingest(failed.public_id, report("postfix_hard.eml", failed))
+    reports.ingest(failed.public_id, report("postfix_hard.eml", failed))
     failed.status = "failed"  # as the sweep left it: the doctor offers a resend
     db.session.commit()
     return user, customer, failed
@@ -258,7 +259,7 @@ def test_a_late_search_answer_never_loses_a_half_filled_lift_form(
     was typed in it, in place; later searches refresh the other rows around the open form."""
     import time
 
-    from dashboard.services import suppressions as service
+    from dashboard.services.bounces import suppressions as service
 
     support, customer, _failed = desk(make_user, make_customer)
     suppressions.suppress("other.person@example.org", "hard_bounce", customer)

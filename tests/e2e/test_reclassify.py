@@ -7,7 +7,8 @@ from playwright.sync_api import expect
 
 from dashboard.extensions import db
 from dashboard.models import BounceReport, Suppression, utcnow
-from dashboard.services import messages, suppressions
+from dashboard.services.bounces import suppressions
+from dashboard.services.messages import intake
 
 from ..bounces.conftest import ORDER_DATA
 from .helpers import log_in
@@ -21,7 +22,7 @@ def test_an_admin_reclassifies_after_confirming_and_reads_the_summary(
     """An entry the old rules made for a DMARC refusal is lifted; the page says so."""
     admin = make_user("admin", language="en")
     customer, _ = make_customer("ACME", "Acme S.p.A.")
-    [message] = messages.enqueue(customer, "order_closed", "d@example.org", data=ORDER_DATA)
+    [message] = intake.enqueue(customer, "order_closed", "d@example.org", data=ORDER_DATA)
     entry = suppressions.suppress("d@example.org", "hard_bounce", customer, message=message)
     db.session.add(BounceReport(
         message_id=message.id, customer_id=customer.id, recipient="d@example.org",

@@ -7,7 +7,8 @@ from playwright.sync_api import expect
 
 from dashboard.extensions import db
 from dashboard.models import SuppressionRemoval
-from dashboard.services import bounces, messages
+from dashboard.services.bounces import reports
+from dashboard.services.messages import intake
 
 from ..bounces.conftest import ORDER_DATA, report
 from .helpers import log_in
@@ -19,9 +20,9 @@ pytestmark = pytest.mark.e2e
 
 def hard_bounce(customer) -> None:
     """A message to ADDRESS and a hard-bounce report for it, through intake."""
-    [message] = messages.enqueue(customer, "order_closed", ADDRESS, reference="ORD-1",
+    [message] = intake.enqueue(customer, "order_closed", ADDRESS, reference="ORD-1",
                                  data=ORDER_DATA)
-    bounces.ingest(message.public_id, report("postfix_hard.eml", message))
+    reports.ingest(message.public_id, report("postfix_hard.eml", message))
 
 
 def test_support_lifts_an_address_and_sees_the_billable_warning_on_a_second_lift(

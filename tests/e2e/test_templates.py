@@ -3,7 +3,7 @@ the mobile width and restores the previous version."""
 import pytest
 from playwright.sync_api import expect
 
-from dashboard.services import templates as service
+from dashboard.services.content import templates as service
 
 from .helpers import log_in
 

@@ -12,8 +12,9 @@ from dashboard.demo import DEMO_PASSWORD, DEMO_USERS, seed
 from dashboard.extensions import db
 from dashboard.models import Customer, Message, Suppression, User
 from dashboard.notifications import CATALOG
-from dashboard.services import jobs, templates
+from dashboard.services.content import templates
 from dashboard.services.delivery import sending
+from dashboard.services.operations import jobs
 
 from ..conftest import free_port
 

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from dashboard.extensions import db
 from dashboard.models import Alert, JobRun, Message, utcnow
-from dashboard.services import alerts, health
+from dashboard.services.operations import alerts, health
 
 
 def _alert_mails() -> int:
@@ -92,7 +92,7 @@ def test_healthz_reports_the_heartbeat_age(client):
 
 def test_the_health_check_job_is_scheduled_and_recorded(app, admin):
     """The scheduler's thin wrapper records a health_check job run with what it found."""
-    from dashboard import scheduler
+    from dashboard.worker import scheduler
 
     assert {"sweep", "purge", "health_check"} <= {d["id"] for d in scheduler.job_definitions(app)}
     scheduler.run_now(app, "health_check")

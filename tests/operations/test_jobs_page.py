@@ -7,7 +7,8 @@ from sqlalchemy import select
 
 from dashboard.extensions import db
 from dashboard.models import AuditEntry, JobRun, utcnow
-from dashboard.services import jobs
+from dashboard.services.operations import jobs
+from dashboard.worker import scheduler
 
 
 def test_the_jobs_page_lists_every_scheduled_job_with_schedule_and_runs(admin_client):
@@ -31,7 +32,7 @@ def test_every_scheduled_job_has_a_human_title_in_both_languages(app, admin_clie
     """No card is titled with a job's id (overview_rollup): each has words, in Italian too."""
     from flask_babel import force_locale
 
-    from dashboard.scheduler import job_definitions
+    from dashboard.worker.scheduler import job_definitions
 
     ids = [definition["id"] for definition in job_definitions(app)]
     titles = {}
@@ -70,7 +71,7 @@ def test_run_now_answers_progress_that_polls_until_the_new_last_run(admin_client
     body = response.get_data(as_text=True)
     assert 'hx-trigger="every 1s"' in body and "/jobs/health_check/progress?since=" in body
     poll_url = body.split('hx-get="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
-    jobs.wait_for_background()
+    scheduler.wait_for_background()
     done = admin_client.get(poll_url, headers={"HX-Request": "true"})
     assert done.status_code == 286
     text = done.get_data(as_text=True)

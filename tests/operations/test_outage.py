@@ -23,7 +23,8 @@ from dashboard import create_app
 from dashboard.extensions import db
 from dashboard.models import JobRun
 from dashboard.notifications import CATALOG
-from dashboard.services import customers, jobs, users
+from dashboard.services.accounts import customers, users
+from dashboard.services.operations import jobs
 
 from ..conftest import PASSWORD, Client
 from ..pg_cluster import PrivateCluster, unavailable_reason
@@ -74,7 +75,7 @@ def assert_api_unavailable(response) -> None:
 CRASHING_WORKER = """
 import sys, time
 from dashboard import create_app
-from dashboard.services import jobs
+from dashboard.services.operations import jobs
 app = create_app({"TESTING": True, "POSTINO_JOB_HEARTBEAT_SECONDS": 0.3})
 with app.app_context():
     with jobs.recorded("purge") as run:

@@ -20,8 +20,8 @@ from dashboard.models import (
     SuppressionRemoval,
     utcnow,
 )
-from dashboard.services import purge
 from dashboard.services.core import settings
+from dashboard.services.operations import purge
 
 
 def count(model) -> int:
@@ -212,7 +212,7 @@ def test_two_purges_at_once_on_postgresql_one_skips(app, make_message):
     """The advisory lock lets one purge run; the other is recorded as skipped."""
     if db.engine.dialect.name != "postgresql":
         pytest.skip("advisory locks exist on PostgreSQL only (set TEST_DATABASE_URL)")
-    from dashboard.services import jobs
+    from dashboard.services.operations import jobs
 
     make_message(31)
     key = jobs._advisory_key("purge")
@@ -235,7 +235,7 @@ def test_two_purges_at_once_on_postgresql_one_skips(app, make_message):
 
 def test_two_purges_at_once_in_one_process_one_skips(app, make_message):
     """A second purge started while one runs is skipped and recorded, not run twice."""
-    from dashboard.services import jobs
+    from dashboard.services.operations import jobs
 
     make_message(31)
     with jobs.singleton("purge") as first:

@@ -8,9 +8,10 @@ from sqlalchemy import func, select
 
 from dashboard.extensions import db
 from dashboard.models import Message, MessageEvent
-from dashboard.services import messages, tracking
 from dashboard.services.delivery import pixel
 from dashboard.services.delivery.sweep import sweep
+from dashboard.services.messages import intake
+from dashboard.services.operations import tracking
 
 DATA = {"order_number": "ORD-7", "order_date": "1/1/2026", "total": "€ 5",
         "customer_name": "Bar", "agent_name": "Marco", "link": "https://x.example.com/o/7"}
@@ -27,7 +28,7 @@ def _html_part(received) -> str:
 def test_sent_html_mail_carries_a_signed_pixel_and_the_stored_body_does_not(relay, make_customer):
     """The relay sees the pixel at POSTINO_PUBLIC_URL/o/<token>.gif; the stored HTML is unchanged."""
     customer = make_customer()[0]
-    [message] = messages.enqueue(customer, "order_closed", "buyer@example.com", "ORD-7", "it", DATA)
+    [message] = intake.enqueue(customer, "order_closed", "buyer@example.com", "ORD-7", "it", DATA)
     assert sweep().sent == 1
     [got] = relay.wait_for(1)
     html = _html_part(got)
@@ -40,7 +41,7 @@ def test_sent_html_mail_carries_a_signed_pixel_and_the_stored_body_does_not(rela
 def test_no_pixel_when_the_customer_turned_open_tracking_off(relay, make_customer):
     """A customer with open tracking off gets plain HTML."""
     customer = make_customer(open_tracking=False)[0]
-    messages.enqueue(customer, "order_closed", "buyer@example.com", "ORD-7", "it", DATA)
+    intake.enqueue(customer, "order_closed", "buyer@example.com", "ORD-7", "it", DATA)
     assert sweep().sent == 1
     [got] = relay.wait_for(1)
     assert "postino.example.com/o/" not in _html_part(got)
@@ -49,7 +50,7 @@ def test_no_pixel_when_the_customer_turned_open_tracking_off(relay, make_custome
 def test_first_open_sets_opened_at_and_one_event_later_opens_only_count(client, make_customer):
     """Three fetches of the pixel: one 'opened' event, opened_at set once, open_count 3."""
     customer = make_customer()[0]
-    [message] = messages.enqueue(customer, "order_closed", "buyer@example.com", "ORD-7", "it",
+    [message] = intake.enqueue(customer, "order_closed", "buyer@example.com", "ORD-7", "it",
                                  DATA)
     message.status = "sent"
     db.session.commit()
@@ -75,7 +76,7 @@ def test_first_open_sets_opened_at_and_one_event_later_opens_only_count(client, 
 def test_a_bad_token_still_gets_the_gif_quickly_and_stores_nothing(client, make_customer):
     """Forged, mangled or unknown tokens: the same GIF, no change in the database."""
     customer = make_customer()[0]
-    [message] = messages.enqueue(customer, "order_closed", "buyer@example.com", "ORD-7", "it",
+    [message] = intake.enqueue(customer, "order_closed", "buyer@example.com", "ORD-7", "it",
                                  DATA)
     good = pixel.token_for(message)
     forged = message.public_id + ".AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
@@ -95,7 +96,7 @@ def test_a_bad_token_still_gets_the_gif_quickly_and_stores_nothing(client, make_
 def test_tokens_are_not_enumerable(make_customer):
     """Two messages' tokens share nothing guessable beyond their random public ids."""
     customer = make_customer()[0]
-    a, b = messages.enqueue(customer, "order_closed", ["a@example.com", "b@example.com"],
+    a, b = intake.enqueue(customer, "order_closed", ["a@example.com", "b@example.com"],
                             "ORD-7", "it", DATA)
     token_a, token_b = pixel.token_for(a), pixel.token_for(b)
     assert token_a.split(".")[1] != token_b.split(".")[1]

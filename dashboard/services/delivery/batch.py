@@ -13,7 +13,7 @@ from sqlalchemy.orm.util import identity_key
 
 from ...extensions import db
 from ...models import Customer, Message, MessageAttachment, Suppression, utcnow
-from .. import suppressions
+from ..bounces import suppressions
 from ..core import settings
 from .leases import LeaseHeartbeat
 from .sending import hold_reason

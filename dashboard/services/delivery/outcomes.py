@@ -5,7 +5,7 @@ suppression list") for send-time replies, apart from the sweep's own machinery.
 means for the recipient, for the transport's circuit breaker). `record_recipient` and
 `update_breaker` apply it to the database, through the sweep's session.
 
-| class (services.fault) | message | recipient | breaker |
+| class (bounces.fault) | message | recipient | breaker |
 |---|---|---|---|
 | recipient_permanent | failed | suppressed at once | - |
 | recipient_temporary | failed on 5xx, deferred on 4xx | one soft bounce | - |
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from ...extensions import db
 from ...models import Customer, Message, Suppression, TransportBreaker, utcnow
-from .. import fault, suppressions
+from ..bounces import fault, suppressions
 from . import sending, signals
 from .transport import Outcome
 

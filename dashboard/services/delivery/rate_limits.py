@@ -234,7 +234,7 @@ def quota_refused(key: str, started_at: datetime, reply: str) -> bool:
 
 def is_quota(verdict) -> bool:
     """The classifier's verdict says the account's quota or rate was exceeded."""
-    from .. import fault
+    from ..bounces import fault
 
     return (verdict is not None and verdict.fault_class == fault.ACCOUNT_TRANSPORT
             and verdict.reason in QUOTA_REASONS)

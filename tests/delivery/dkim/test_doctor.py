@@ -5,9 +5,10 @@ import pytest
 from dashboard.extensions import db
 from dashboard.models import Message
 from dashboard.notifications import CATALOG
-from dashboard.services import doctor, messages
 from dashboard.services.delivery import dkim_keys, domains
 from dashboard.services.delivery.sweep import sweep
+from dashboard.services.messages import intake
+from dashboard.services.operations import doctor
 
 from .conftest import CUSTOMER_DOMAIN, publish
 
@@ -25,7 +26,7 @@ def customer(make_customer, zone, app, monkeypatch):
 
 def _notify(customer, to="anna@example.com"):
     """An order_closed message swept through our relay; the message as stored after it."""
-    [message] = messages.enqueue(customer, "order_closed", to, reference="ORD-7",
+    [message] = intake.enqueue(customer, "order_closed", to, reference="ORD-7",
                                  data=CATALOG["order_closed"]["sample"])
     sweep()
     return db.session.get(Message, message.id)

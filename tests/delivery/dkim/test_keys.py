@@ -6,8 +6,9 @@ from cryptography.fernet import Fernet
 from dashboard.extensions import db
 from dashboard.models import AuditEntry, DkimKey, utcnow
 from dashboard.notifications import CATALOG
-from dashboard.services import ServiceError, messages
+from dashboard.services import ServiceError
 from dashboard.services.delivery import compose, credentials, dkim_keys
+from dashboard.services.messages import intake
 
 from .conftest import CUSTOMER_DOMAIN, publish
 
@@ -22,7 +23,7 @@ def customer(make_customer):
 
 def _signed_with(customer) -> list[str]:
     """The selectors that sign this customer's next message (s= of each signature)."""
-    [message] = messages.enqueue(customer, "order_closed", "buyer@example.com",
+    [message] = intake.enqueue(customer, "order_closed", "buyer@example.com",
                                  reference="ORD-1", data=CATALOG["order_closed"]["sample"])
     data = compose.build_bytes(message)
     head = data.split(b"\r\n\r\n", 1)[0].decode()
@@ -193,7 +194,7 @@ def test_an_undecryptable_key_leaves_mail_unsigned_and_says_why(app, customer, z
 
 def test_the_hourly_job_verifies_a_record_the_customer_published(app, customer, zone):
     """No one presses Check DNS: the dkim_check job finds the record and signing starts."""
-    from dashboard import scheduler
+    from dashboard.worker import scheduler
 
     assert {"dkim_check"} <= {d["id"] for d in scheduler.job_definitions(app)}
     key = dkim_keys.generate(customer)

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from dashboard.extensions import db
 from dashboard.models import AuditEntry, DkimKey
 from dashboard.notifications import CATALOG
-from dashboard.services import messages
 from dashboard.services.delivery import compose, credentials, dkim_keys
 from dashboard.services.delivery.sweep import sweep
+from dashboard.services.messages import intake
 
 from .conftest import CUSTOMER_DOMAIN, publish
 
@@ -28,7 +28,7 @@ def _document(customer, to="buyer@example.com", **data):
               "content": base64.b64encode(PDF).decode()},
              {"filename": "note.txt", "content_type": "text/plain",
               "content": base64.b64encode(b"righe\r\ncon spazi   finali   \r\n").decode()}]
-    [message] = messages.enqueue(customer, "document_sent", to, reference="DOC-1",
+    [message] = intake.enqueue(customer, "document_sent", to, reference="DOC-1",
                                  data=sample, attachments=files)
     return message
 

@@ -9,7 +9,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from dashboard.services import customer_settings
+from dashboard.services.accounts import customer_settings
 
 from ...conftest import free_port
 from ...smtp_servers import RecordingHandler

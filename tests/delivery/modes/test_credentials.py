@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from dashboard.extensions import db
 from dashboard.models import Message
-from dashboard.services import customer_settings
+from dashboard.services.accounts import customer_settings
 from dashboard.services.delivery import credentials
 from dashboard.services.delivery.sweep import sweep
 

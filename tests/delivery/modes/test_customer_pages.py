@@ -318,7 +318,7 @@ def test_the_saved_change_shows_its_minutes_beside_the_estimate(admin_client, ma
     """The estimate picked in the form is linked; the answer says minutes and estimate, and
     asks the interventions panel to refresh."""
     from dashboard.models import ConfigurationIntervention
-    from dashboard.services import interventions
+    from dashboard.services.billing import interventions
 
     customer, _ = make_customer()
     estimate = interventions.add_estimate(customer, "2026-03-02", "60", "", "own SMTP", admin)

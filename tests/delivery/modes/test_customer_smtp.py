@@ -4,7 +4,7 @@ from sqlalchemy import select
 
 from dashboard.extensions import db
 from dashboard.models import Alert, AuditEntry, Customer, Message
-from dashboard.services import customer_settings
+from dashboard.services.accounts import customer_settings
 from dashboard.services.delivery.sweep import sweep
 
 from .conftest import SMTP_PASSWORD, SMTP_USER

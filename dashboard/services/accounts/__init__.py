@@ -1,0 +1,1 @@
+"""Staff users, customers and their settings, the Settings page; never imports operations."""

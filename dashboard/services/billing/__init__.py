@@ -1,0 +1,1 @@
+"""Billable work: configuration interventions and removals, invoicing; imports only core."""

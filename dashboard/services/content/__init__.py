@@ -1,0 +1,1 @@
+"""What a notification says: templates, their versions and rendering; imports only core."""

@@ -1,0 +1,1 @@
+"""The worker: `flask worker`, `flask sweep` and the scheduler whose jobs call the services."""
