@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime
 from flask_login import UserMixin
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Date,
     DateTime,
@@ -116,6 +117,11 @@ class Customer(db.Model):
     # the circuit breaker that pauses a customer_smtp customer; a success resets it
     auth_failures: Mapped[int] = mapped_column(Integer, default=0)
     open_tracking: Mapped[bool] = mapped_column(Boolean, default=True)
+    # customer_smtp only: connections at once to its server (None: the default, 2), and
+    # its provider's limits {"second"|"minute"|"hour"|"day": n} (see delivery.rate_limits)
+    smtp_lanes: Mapped[int | None] = mapped_column(Integer)
+    rate_limits: Mapped[dict | None] = mapped_column(JSON)
+    rate_preset: Mapped[str | None] = mapped_column(String(30))
     retention_days: Mapped[int | None] = mapped_column(Integer)
     dns_check: Mapped[dict | None] = mapped_column(JSON)
     dns_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -509,6 +515,32 @@ class TransportBreaker(db.Model):
     last_reason: Mapped[str | None] = mapped_column(String(32))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     tripped_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class RateState(db.Model):
+    """One transport's sends counted for its rate limits (the sequence number of its last
+    send), and the slow-down a quota refusal put on it. Its row is the lock every worker
+    takes to reserve a send (see delivery.rate_limits)."""
+
+    __tablename__ = "rate_state"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # modes.transport_key
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    slowdown: Mapped[int] = mapped_column(Integer, default=0)  # halvings of the limits
+    slowdown_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # last quota refusal
+    slowdown_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    slowdown_reply: Mapped[str | None] = mapped_column(Text)
+
+
+class RateSlot(db.Model):
+    """One reserved send of a rate-limited transport: its sequence number and time. The
+    N-th last slot tells whether a window allows one more (kept as long as a window needs)."""
+
+    __tablename__ = "rate_slot"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class SuppressionRemoval(db.Model):

@@ -31,6 +31,8 @@ REASONS = {
     "expired_held": _l("expired: held longer than the maximum age"),
     "expired_while_held": _l("expired while held"),
     "released": _l("sending turned back on"),
+    "rate_limited_relay": _l("waiting for the rate limit of our relay"),
+    "rate_limited_customer": _l("waiting for the rate limit of the customer's own server"),
     "resend_of": _l("resend of %(id)s"),
     "first_open": _l("first open (approximate: image blocking and privacy proxies)"),
     "worker_heartbeat": _l("No worker heartbeat for %(minutes)s minutes: mail is not being "

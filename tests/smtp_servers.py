@@ -56,20 +56,33 @@ class RecordingHandler:
 
     faults maps a recipient address to one of: "451" / "550" (at RCPT), "552" (at DATA),
     "drop" (close the connection mid-DATA), "stall" (never answer DATA), or any reply as a
-    server gives it: "rcpt:550 5.7.1 …" at RCPT, "data:554 5.2.0 …" after DATA.
+    server gives it: "rcpt:550 5.7.1 …" at RCPT, "data:554 5.2.0 …" after DATA; a sender
+    mapped to "mail:<reply>" is refused at MAIL.
     """
 
     def __init__(self, sink_list: list[Received], faults: dict[str, str] | None = None):
         self.received = sink_list
         self.faults = faults if faults is not None else {}
+        self.pipelining = False  # advertise PIPELINING (RFC 2920)
+        # per RCPT: was the client's DATA already waiting behind it (a pipelined group)?
+        self.data_behind_rcpt: list[bool] = []
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
-        if getattr(self, "dsn", False):
-            responses = responses[:-1] + ["250-DSN"] + responses[-1:]
-        return responses
+        extra = (["250-DSN"] if getattr(self, "dsn", False) else []) + (
+            ["250-PIPELINING"] if self.pipelining else [])
+        return responses[:-1] + extra + responses[-1:]
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        fault = self.faults.get(address.lower())
+        if fault and fault.startswith("mail:"):
+            return fault[5:]
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        self.data_behind_rcpt.append(b"DATA\r\n" in bytes(server._reader._buffer).upper())
         fault = self.faults.get(address.lower())
         if fault and fault.startswith("rcpt:"):
             return fault[5:]
@@ -144,11 +157,13 @@ class DsnController(Controller):
 def start_server(*, faults: dict[str, str] | None = None, tls_context: ssl.SSLContext | None = None,
                  starttls_context: ssl.SSLContext | None = None,
                  auth: tuple[str, str] | None = None, dsn: bool = False,
-                 smtputf8: bool = False) -> Sink:
+                 smtputf8: bool = False, pipelining: bool = False) -> Sink:
     """Start an aiosmtpd server on a free port of 127.0.0.1 (`smtputf8`: offering SMTPUTF8,
-    RFC 6531, as aiosmtpd does only when asked)."""
+    RFC 6531, as aiosmtpd does only when asked; `pipelining`: advertising PIPELINING, which
+    aiosmtpd never does, though it reads pipelined commands in order as RFC 2920 asks)."""
     received: list[Received] = []
     handler = RecordingHandler(received, faults)
+    handler.pipelining = pipelining
     port = free_port()
     kwargs: dict = {"hostname": "127.0.0.1", "port": port, "ready_timeout": 10}
     server_kwargs: dict = {"data_size_limit": 20 * 1024 * 1024, "enable_SMTPUTF8": smtputf8}

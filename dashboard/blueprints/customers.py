@@ -19,7 +19,7 @@ from ..models import EVENTS, SENDING_MODES, ApiKey, ConfigurationEstimate, Custo
 from ..services import ServiceError
 from ..services.accounts import customer_settings, customers
 from ..services.billing import interventions
-from ..services.delivery import dns_check, domains, modes
+from ..services.delivery import dns_check, domains, modes, rate_limits
 from ..services.delivery import sending as sending_service
 from ..services.delivery.credentials import CredentialsError
 from ..services.delivery.transport import AUTHS, SECURITIES
@@ -34,7 +34,8 @@ MODE_FIELDS = {
     "custom_from": ("from_address", "from_name"),
     "customer_smtp": ("from_address", "from_name", "smtp_host", "smtp_port", "smtp_security",
                       "smtp_auth", "smtp_username", "smtp_password", "smtp_timeout",
-                      "smtp_ca_pem"),
+                      "smtp_ca_pem", "smtp_lanes", "rate_preset",
+                      *customer_settings.LIMIT_FIELDS),
 }
 
 
@@ -60,6 +61,10 @@ def _values(customer: Customer, posted: dict | None = None) -> dict:
         "smtp_timeout": customer.smtp_timeout or customer_settings.DEFAULT_TIMEOUT,
         "smtp_verify_tls": customer.smtp_verify_tls is not False,
         "smtp_ca_pem": customer.smtp_ca_pem or "",
+        "smtp_lanes": customer.smtp_lanes or "",
+        "rate_preset": customer.rate_preset or ("custom" if customer.rate_limits else ""),
+        **{key: (customer.rate_limits or {}).get(window) or ""
+           for key, window in customer_settings.LIMIT_FIELDS.items()},
     }
     for key, value in (posted or {}).items():
         if key != "smtp_password":
@@ -100,6 +105,8 @@ def _context(customer: Customer, posted: dict | None = None, errors: dict | None
         "can_edit": current_user.role == "admin",
         "dns": customer.dns_check,
         **_intervention_context(customer),
+        "rate_presets": rate_limits.PRESETS,
+        "default_lanes": rate_limits.CUSTOMER_LANES,
         "probe_timeout": round(float(current_app.config.get("POSTINO_SMTP_TEST_TIMEOUT")
                                      or customer_settings.PROBE_TIMEOUT)),
         **dkim_context(customer),

@@ -5,6 +5,7 @@ from flask import Blueprint, current_app, request, send_from_directory
 
 from ..auth import public, roles
 from ..htmx import render
+from ..services.delivery import rate_limits
 from ..services.operations import doctor, overview
 
 bp = Blueprint("home", __name__)
@@ -15,7 +16,7 @@ def _context(period: str | None) -> dict:
     data = overview.overview(period)
     return {"overview": data, "chart": overview.chart(data), "periods": overview.PERIODS,
             "series": overview.SERIES, "series_labels": overview.SERIES_LABELS,
-            "series_colours": overview.SERIES_COLOURS,
+            "series_colours": overview.SERIES_COLOURS, "rate_waiting": rate_limits.waiting(),
             "customer_url": lambda c: doctor.url_or_none("customers.detail", code=c.code)}
 
 

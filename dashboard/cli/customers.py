@@ -7,6 +7,7 @@ from flask import Flask
 from flask_babel import force_locale
 
 from ..models import SENDING_MODES
+from ..services.delivery.rate_limits import PRESETS
 from ..services.delivery.transport import AUTHS, SECURITIES
 from . import fail
 
@@ -24,6 +25,16 @@ CLI_ACTOR = "cli"
 @click.option("--smtp-auth", default=None, type=click.Choice(AUTHS))
 @click.option("--smtp-username", default=None)
 @click.option("--smtp-password", default=None, help="Stored encrypted; never printed.")
+@click.option("--smtp-lanes", default=None, metavar="N",
+              help="Connections each worker opens to the customer's server (default 2).")
+@click.option("--rate-preset", default=None, type=click.Choice(list(PRESETS)),
+              help="A provider's published limits (custom: the --rate-limit-* values).")
+@click.option("--rate-limit-second", default=None, metavar="N")
+@click.option("--rate-limit-minute", default=None, metavar="N")
+@click.option("--rate-limit-hour", default=None, metavar="N")
+@click.option("--rate-limit-day", default=None, metavar="N",
+              help="Messages the customer's server accepts per window (the ones given replace "
+                   "the stored limits; none given: unchanged).")
 @click.option("--minutes", default=None, metavar="N",
               help="Minutes spent on the change. A billable change without them is recorded "
                    "with its minutes to be completed (on the Billing page).")

@@ -3,9 +3,10 @@ evidence: the audited mode changes, else the customer's creation date."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 from flask_migrate import upgrade
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from dashboard.extensions import db
 from dashboard.models import AuditEntry, Customer, CustomerSmtpPeriod
@@ -17,7 +18,7 @@ def at(month: int, day: int) -> datetime:
     return datetime(2026, month, day, 9, 30, tzinfo=UTC)
 
 
-def switch(customer: Customer, when: datetime, old: str, new: str) -> AuditEntry:
+def switch(customer, when: datetime, old: str, new: str) -> AuditEntry:
     """The audit entry customer_settings.save wrote for a mode change before 0003."""
     return AuditEntry(action="customer.sending_mode", at=when, actor_label="admin@x.example",
                       target_type="customer", target_id=str(customer.id),
@@ -30,12 +31,14 @@ def test_existing_customer_smtp_customers_get_their_periods_from_the_audit_log(
     """Audited switch → its date; no audit → creation date (flagged); earlier stretches that
     ended are seeded closed; standard customers that never switched get nothing."""
     upgrade(revision="0002")
-    made = {code: Customer(code=code, name=code, sending_mode=mode, created_at=at(1, 1))
+    # rows as the 0002 schema holds them (the model has columns added by later revisions)
+    table = Customer.__table__
+    made = {code: SimpleNamespace(code=code, id=db.session.execute(
+        insert(table).values(code=code, name=code, sending_mode=mode, created_at=at(1, 1),
+                             updated_at=at(1, 1)).returning(table.c.id)).scalar_one())
             for code, mode in (("AUDITED", "customer_smtp"), ("SILENT", "customer_smtp"),
                                ("LEFT", "standard"), ("BACK", "customer_smtp"),
                                ("PLAIN", "standard"))}
-    db.session.add_all(made.values())
-    db.session.flush()
     db.session.add_all([
         switch(made["AUDITED"], at(2, 3), "standard", "customer_smtp"),
         AuditEntry(action="customer.sending_mode", at=at(2, 20), customer_id=made["AUDITED"].id,

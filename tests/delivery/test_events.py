@@ -6,6 +6,7 @@ from sqlalchemy import select
 
 from dashboard.extensions import db
 from dashboard.models import EVENTS, Message
+from dashboard.services.core import settings
 from dashboard.services.delivery import verp
 from dashboard.services.delivery.sweep import sweep
 
@@ -92,11 +93,11 @@ def test_the_api_shows_the_timeline_after_sending(relay, make_customer, api_post
     assert body["events"][-1]["smtp_code"] == 250
 
 
-def test_a_sweep_reuses_one_connection_for_the_whole_batch(relay, make_customer, api_post):
-    """Twenty messages through the relay travel over a single SMTP session."""
+def test_a_sweep_reuses_each_lanes_connection_for_the_whole_batch(relay, make_customer,
+                                                                   api_post):
+    """Twenty messages through the relay travel over at most one SMTP session per lane:
+    one session with one lane, at most eight (the default) otherwise."""
     _, key = make_customer()
-    api_post(key, {"event": "order_closed", "to": [f"u{i}@example.com" for i in range(20)],
-                   "data": sample("order_closed")})
     sessions = []
     original = relay.handler.handle_EHLO
 
@@ -105,6 +106,10 @@ def test_a_sweep_reuses_one_connection_for_the_whole_batch(relay, make_customer,
         return await original(server, session, envelope, hostname, responses)
 
     relay.handler.handle_EHLO = counting_ehlo
-    assert sweep().sent == 20
-    assert len(relay.wait_for(20)) == 20
-    assert len({id(s) for s in sessions}) == 1
+    for lanes, most in ((1, 1), (8, 8)):
+        settings.put("relay_lanes", lanes)
+        sessions.clear()
+        api_post(key, {"event": "order_closed", "to": [f"u{i}@example.com" for i in range(20)],
+                       "data": sample("order_closed")})
+        assert sweep().sent == 20
+        assert 1 <= len({id(s) for s in sessions}) <= most

@@ -106,15 +106,16 @@ def test_a_customer_smtp_message_goes_through_the_customers_server(
 
 def test_repeated_auth_failures_pause_a_customer_smtp_customer(app, make_customer, starttls_server,
                                                                ca_pem):
-    """Three refused logins pause the customer: the rest of its mail is held, not lost."""
+    """Three refused logins pause the customer: the rest of its mail is held, not lost (a
+    message already out on the customer's second lane is refused too)."""
     customer = _smtp_customer(make_customer, starttls_server, ca_pem, "starttls",
                               password="changed-by-the-customer")
     queued = intake.enqueue(customer, "order_closed",
                               [f"u{i}@example.com" for i in range(5)],
                               data=sample("order_closed"))
     result = sweep()
-    assert result.deferred == 3 and result.held == 2
+    assert result.deferred in (3, 4) and result.deferred + result.held == 5
     db.session.expire_all()
     assert db.session.get(type(customer), customer.id).paused
     statuses = sorted(db.session.get(Message, m.id).status for m in queued)
-    assert statuses == ["deferred"] * 3 + ["held"] * 2
+    assert statuses == ["deferred"] * result.deferred + ["held"] * result.held

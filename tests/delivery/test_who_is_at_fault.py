@@ -190,21 +190,24 @@ def test_a_customers_account_refusals_trip_its_breaker_with_the_servers_words(
                                  "have permissions to send as this sender" for i in range(5)})
     customer = _own_smtp_customer(make_customer, server)
     queued = _queue(customer, *[f"u{i}@example.com" for i in range(5)])
-    assert sweep().held == 2
+    sweep()
     db.session.expire_all()
     customer = db.session.get(type(customer), customer.id)
     assert customer.paused and "5.7.60" in customer.paused_reason
     assert "send-as" in customer.paused_reason
-    assert sorted(_reload(m).status for m in queued) == ["deferred"] * 3 + ["held"] * 2
+    # the third refusal pauses it; a message already out on its other lane (2 by default)
+    # is refused too, the rest is held
+    statuses = sorted(_reload(m).status for m in queued)
+    assert statuses in (["deferred"] * 3 + ["held"] * 2, ["deferred"] * 4 + ["held"])
     assert _entries() == []
     assert db.session.scalar(select(Alert).where(Alert.cause == f"paused:{customer.id}"))
 
 
 def test_a_success_resets_the_customers_breaker(app, smtp_server, make_customer):
-    """Two quota refusals, then a message accepted: the count starts again from zero."""
-    server = smtp_server(faults={"a@example.com": "rcpt:550 5.4.5 Daily user sending limit "
-                                 "exceeded", "b@example.com": "rcpt:550 5.4.5 Daily user "
-                                 "sending limit exceeded"})
+    """Two send-as refusals, then a message accepted: the count starts again from zero.
+    (Quota refusals slow the transport down first: tests/delivery/test_lanes.py.)"""
+    send_as = "rcpt:550 5.7.60 SMTP; Client does not have permissions to send as this sender"
+    server = smtp_server(faults={"a@example.com": send_as, "b@example.com": send_as})
     customer = _own_smtp_customer(make_customer, server)
     _queue(customer, "a@example.com", "b@example.com")
     sweep()
@@ -221,9 +224,10 @@ def test_our_relay_refusing_our_account_alerts_staff_and_a_success_clears_it(
     """Three account refusals by our relay: a relay_account alert (processing_blocked to the
     admins, queued for the relay); customers are not paused; a success clears it."""
     make_user("admin", email="boss@staff.example.com")
-    quota = "data:554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException"
+    # (a quota refusal would slow the relay down first: tests/delivery/test_lanes.py)
+    refusal = "data:550 5.7.60 SMTP; Client does not have permissions to send as this sender"
     addresses = [f"u{i}@example.com" for i in range(3)] + ["boss@staff.example.com"]
-    server = point_relay(smtp_server(faults={address: quota for address in addresses}))
+    server = point_relay(smtp_server(faults={address: refusal for address in addresses}))
     customer, _ = make_customer()
     _queue(customer, *addresses[:3])
     sweep()
@@ -231,7 +235,7 @@ def test_our_relay_refusing_our_account_alerts_staff_and_a_success_clears_it(
     assert breaker.failures >= 3 and breaker.tripped_at is not None
     alert = db.session.scalar(select(Alert).where(Alert.cause == "relay_account",
                                                   Alert.cleared_at.is_(None)))
-    assert alert is not None and "SubmissionQuotaExceeded" in alert.text
+    assert alert is not None and "5.7.60" in alert.text
     from dashboard.services.operations.banners import active_banners
 
     with app.test_request_context("/"):

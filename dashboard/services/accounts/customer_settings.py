@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 
 FIELDS = ("sending_mode", "from_address", "from_name", "smtp_host", "smtp_port",
           "smtp_security", "smtp_auth", "smtp_username", "smtp_password", "smtp_verify_tls",
-          "smtp_ca_pem", "smtp_timeout")
+          "smtp_ca_pem", "smtp_timeout", "smtp_lanes", "rate_preset", "rate_limits")
+# the form's rate-limit fields, one per window (empty: no limit); a preset fills them
+LIMIT_FIELDS = {f"rate_limit_{name}": name for name in ("second", "minute", "hour", "day")}
 SECRET_FIELDS = ("smtp_password",)
 DEFAULT_PORTS = {"ssl": 465, "starttls": 587, "none": 25}
 DEFAULT_TIMEOUT = 30
@@ -71,6 +73,9 @@ def snapshot(customer: Customer) -> dict:
         "smtp_verify_tls": bool(customer.smtp_verify_tls),
         "smtp_ca_pem": ("sha256:" + hashlib.sha256(pem.encode()).hexdigest()[:16]) if pem else None,
         "smtp_timeout": customer.smtp_timeout,
+        "smtp_lanes": customer.smtp_lanes,
+        "rate_preset": customer.rate_preset,
+        "rate_limits": customer.rate_limits,
     }
 
 
@@ -191,6 +196,8 @@ def validate(customer: Customer, data: dict, *, confirm_insecure: bool = False,
                     errors["smtp_ca_pem"] = str(_l("This is not a valid PEM certificate."))
         clean["smtp_ca_pem"] = (pem + "\n") if pem else None
 
+    _lanes_and_limits(data, clean, errors)
+
     # Requirements of the chosen mode, on the merged result.
     def final(name: str):
         return clean[name] if name in clean else getattr(customer, name)
@@ -228,6 +235,39 @@ def validate(customer: Customer, data: dict, *, confirm_insecure: bool = False,
     if errors:
         raise SettingsInvalid(errors)
     return clean
+
+
+def _lanes_and_limits(data: dict, clean: dict, errors: dict) -> None:
+    """Lanes (empty: the default) and rate limits: a provider's preset, or the four fields
+    as typed ("custom"), or none (empty preset and no field)."""
+    from ..delivery import rate_limits
+    from .global_settings import limit_fields
+
+    if "smtp_lanes" in data and data["smtp_lanes"] is not None:
+        raw = str(data["smtp_lanes"]).strip()
+        try:
+            lanes = int(raw) if raw else None
+            if lanes is not None and not 1 <= lanes <= rate_limits.MAX_LANES:
+                raise ValueError
+            clean["smtp_lanes"] = lanes
+        except ValueError:
+            errors["smtp_lanes"] = str(_l("Enter a whole number from 1 to %(high)d, or leave it "
+                                          "empty for the default.", high=rate_limits.MAX_LANES))
+    typed = any(key in data for key in LIMIT_FIELDS)
+    if "rate_preset" not in data and not typed:
+        return
+    preset = str(data.get("rate_preset") or "").strip()
+    if preset and preset not in rate_limits.PRESETS:
+        errors["rate_preset"] = str(_l("Choose one of the listed providers, or custom."))
+        return
+    if preset and preset != "custom":
+        clean["rate_preset"] = preset
+        clean["rate_limits"] = dict(rate_limits.PRESETS[preset]["limits"])
+        return
+    limits = limit_fields(data, LIMIT_FIELDS, errors)
+    if limits is not None:
+        clean["rate_preset"] = "custom" if limits else None
+        clean["rate_limits"] = limits or None
 
 
 def changed_fields(customer: Customer, clean: dict) -> list[str]:

@@ -1,5 +1,6 @@
 """The Settings page's values: our senders, bounce domain, retention, retries, soft bounces,
-billing window. Validated all at once, each change audited (settings.put) before → after."""
+billing window, our relay's lanes and rate limits. Validated all at once, each change audited
+(settings.put) before → after."""
 from __future__ import annotations
 
 import re
@@ -22,7 +23,11 @@ NUMBERS = {
     "soft_bounce_window_days": (1, 365),
     "soft_suppression_days": (1, 365),
     "billing_window_days": (1, 3650),
+    "relay_lanes": (1, 64),
 }
+OPTIONAL = ("relay_lanes",)
+# our relay's rate limits, one field per window; empty: no limit
+LIMIT_FIELDS = {f"relay_limit_{name}": name for name in ("second", "minute", "hour", "day")}
 
 
 class SettingsInvalid(ServiceError):
@@ -48,6 +53,9 @@ def form_values() -> dict[str, str]:
     values["retry_schedule"] = ", ".join(str(m) for m in current["retry_schedule"] or [])
     for key in NUMBERS:
         values[key] = str(current[key])
+    limits = current["relay_rate_limits"] or {}
+    for key, window in LIMIT_FIELDS.items():
+        values[key] = str(limits[window]) if limits.get(window) else ""
     return values
 
 
@@ -92,6 +100,8 @@ def validate(form: dict) -> dict:
         errors["retry_schedule"] = str(_l(
             "Enter 1 to 20 delays in minutes (1-1440), separated by commas."))
     for key, (low, high) in NUMBERS.items():
+        if key in OPTIONAL and key not in form:
+            continue  # a form of before the field existed: the value stays
         value = str(form.get(key) or "").strip()
         try:
             number = int(value)
@@ -101,9 +111,36 @@ def validate(form: dict) -> dict:
         except ValueError:
             errors[key] = str(_l("Enter a whole number from %(low)d to %(high)d.",
                                  low=low, high=high))
+    limits = limit_fields(form, LIMIT_FIELDS, errors) if any(
+        key in form for key in LIMIT_FIELDS) else None
+    if limits is not None:
+        clean["relay_rate_limits"] = limits
     if errors:
         raise SettingsInvalid(errors)
     return clean
+
+
+def limit_fields(form: dict, fields: dict[str, str], errors: dict) -> dict | None:
+    """Rate limits from their form fields ({window: n}, empty fields left out); each bad
+    field gets its error in `errors` (and None is returned)."""
+    from ..delivery.rate_limits import MAX_LIMIT
+
+    limits: dict = {}
+    ok = True
+    for key, window in fields.items():
+        value = str(form.get(key) or "").strip()
+        if not value:
+            continue
+        try:
+            number = int(value)
+            if not 1 <= number <= MAX_LIMIT:
+                raise ValueError
+            limits[window] = number
+        except ValueError:
+            errors[key] = str(_l("Enter a whole number from 1 to %(high)d, or leave it empty "
+                                 "for no limit.", high=MAX_LIMIT))
+            ok = False
+    return limits if ok else None
 
 
 def save(form: dict, actor: User | None = None) -> list[str]:

@@ -21,6 +21,9 @@ DEFAULTS: dict[str, tuple[str | None, object]] = {
     "soft_bounce_window_days": (None, 7),
     "soft_suppression_days": (None, 7),
     "billing_window_days": (None, 90),
+    # our relay: connections a worker opens at once, and the provider's limits (none: {})
+    "relay_lanes": (None, 8),
+    "relay_rate_limits": (None, {}),
 }
 
 

@@ -1,5 +1,5 @@
 """Batch loading: a claimed batch with what every message of it needs, read in a few
-queries, and the transports it is sent over (one per key, for the whole sweep)."""
+queries (the transports it is sent over are the sweep's lanes, see lanes.py)."""
 from __future__ import annotations
 
 import math
@@ -15,32 +15,10 @@ from ...extensions import db
 from ...models import Customer, Message, MessageAttachment, Suppression, utcnow
 from ..bounces import suppressions
 from ..core import settings
-from . import modes
 from .leases import LeaseHeartbeat
 from .sending import hold_reason
-from .transport import SmtpTransport
 
 DEFAULT_SCHEDULE = [1, 5, 15, 60, 180, 360]
-
-
-class Transports:
-    """One transport per key for the whole sweep, closed at the end."""
-
-    def __init__(self):
-        self._open: dict[str, SmtpTransport] = {}
-
-    def get(self, customer: Customer) -> SmtpTransport:
-        key = modes.transport_key(customer)
-        transport = self._open.get(key)
-        if transport is None:
-            transport = SmtpTransport(modes.transport_settings(customer))
-            self._open[key] = transport
-        return transport
-
-    def close(self) -> None:
-        for transport in self._open.values():
-            transport.close()
-        self._open.clear()
 
 
 @dataclass
@@ -53,7 +31,6 @@ class Batch:
     schedule: list
     suppressed: dict[str, list[Suppression]] = field(default_factory=dict)
     connection: object = None  # where outcomes are written (see outcome_writer.save)
-    prepared: dict[int, bytes] = field(default_factory=dict)  # built ahead (see _send)
     reattach: list[Message] = field(default_factory=list)  # the caller's copies of them
     heartbeat: LeaseHeartbeat | None = None  # renews the lease of the message in flight
     lease_end: float = math.inf  # when the batch's claims end (monotonic)

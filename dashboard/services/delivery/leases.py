@@ -107,7 +107,8 @@ class LeaseLost(Exception):
 
 
 class LeaseHeartbeat:
-    """Keeps the lease of the message in flight while its server takes its time.
+    """Keeps the lease of the messages in flight (one per lane) while their servers take
+    their time.
 
     One send waits on up to SEND_REPLIES replies, each up to the transport's own timeout
     (a customer's server may be given 300 s): far longer than a lease worth having, since a
@@ -127,7 +128,8 @@ class LeaseHeartbeat:
         self._owner = owner
         self._lease = lease
         self._lock = threading.Lock()
-        self._current: list | None = None  # [message id, lease end, renew until] (monotonic)
+        # message id -> [lease end, renew until] (monotonic), one per message in flight
+        self._current: dict[int, list] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -135,22 +137,23 @@ class LeaseHeartbeat:
         """A send of `message_id` starts; its row's lease ends at `lease_end` (monotonic)."""
         now = time.monotonic()
         with self._lock:
-            self._current = [message_id, lease_end, now + SEND_REPLIES * timeout]
+            self._current[message_id] = [lease_end, now + SEND_REPLIES * timeout]
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="sweep-lease", daemon=True)
             self._thread.start()
 
-    def done(self) -> None:
-        """The send ended."""
+    def done(self, message_id: int) -> None:
+        """The send of `message_id` ended."""
         with self._lock:
-            self._current = None
+            self._current.pop(message_id, None)
 
-    def check(self) -> None:
-        """Raise LeaseLost when the message in flight may belong to another worker by now."""
+    def check(self, message_id: int) -> None:
+        """Raise LeaseLost when this message in flight may belong to another worker by now
+        (called from its lane's thread)."""
         with self._lock:
-            current = self._current
-        if current is not None and time.monotonic() >= current[1]:
-            raise LeaseLost(f"the lease of message {current[0]} ended during its send")
+            current = self._current.get(message_id)
+        if current is not None and time.monotonic() >= current[0]:
+            raise LeaseLost(f"the lease of message {message_id} ended during its send")
 
     def close(self) -> None:
         """Stop the thread (it closes its connection); a renewal stuck on a frozen database
@@ -165,45 +168,49 @@ class LeaseHeartbeat:
         try:
             while not self._stop.wait(self._lease / 6):
                 with self._lock:
-                    current = self._current
-                if current is None:
-                    continue
-                message_id, lease_end, renew_until = current
-                started = time.monotonic()
-                if lease_end - started > self._lease / 2:
-                    continue
-                if started > renew_until:
-                    if warned != message_id:
-                        warned = message_id
-                        log.warning("sweep: message %s has been sending for %d timeouts; its "
-                                    "lease is no longer renewed", message_id, SEND_REPLIES)
-                    continue
-                try:
-                    if connection is None:
-                        connection = self._engine.connect()
-                    renewed = connection.execute(
-                        update(Message).where(Message.id == message_id,
-                                              Message.lease_owner == self._owner,
-                                              Message.status == "sending")
-                        .values(lease_expires_at=utcnow() + timedelta(seconds=self._lease))
-                    ).rowcount
-                    connection.commit()
-                except Exception:  # the next wake tries again; check() stops DATA meanwhile
-                    log.warning("sweep: could not renew the lease of message %s", message_id,
-                                exc_info=True)
-                    if connection is not None:
-                        connection.invalidate()
-                        connection.close()
-                        connection = None
-                    continue
-                with self._lock:
-                    still_sending = self._current is current
-                    if still_sending:
-                        # taken before the UPDATE: the row's lease ends no earlier than this
-                        current[1] = started + self._lease if renewed else 0.0
-                if still_sending and not renewed:  # (once done, its outcome may be written)
-                    log.warning("sweep: message %s was taken over by another worker during "
-                                "its send", message_id)
+                    in_flight = list(self._current.items())
+                for message_id, current in in_flight:
+                    connection, warned = self._renew(connection, message_id, current, warned)
         finally:
             if connection is not None:
                 connection.close()
+
+    def _renew(self, connection, message_id: int, current: list, warned):
+        """Renew one message's lease when less than half is left; returns the connection
+        (None after an error: the next wake opens another) and the last warned id."""
+        lease_end, renew_until = current
+        started = time.monotonic()
+        if lease_end - started > self._lease / 2:
+            return connection, warned
+        if started > renew_until:
+            if warned != message_id:
+                warned = message_id
+                log.warning("sweep: message %s has been sending for %d timeouts; its "
+                            "lease is no longer renewed", message_id, SEND_REPLIES)
+            return connection, warned
+        try:
+            if connection is None:
+                connection = self._engine.connect()
+            renewed = connection.execute(
+                update(Message).where(Message.id == message_id,
+                                      Message.lease_owner == self._owner,
+                                      Message.status == "sending")
+                .values(lease_expires_at=utcnow() + timedelta(seconds=self._lease))
+            ).rowcount
+            connection.commit()
+        except Exception:  # the next wake tries again; check() stops DATA meanwhile
+            log.warning("sweep: could not renew the lease of message %s", message_id,
+                        exc_info=True)
+            if connection is not None:
+                connection.invalidate()
+                connection.close()
+            return None, warned
+        with self._lock:
+            still_sending = self._current.get(message_id) is current
+            if still_sending:
+                # taken before the UPDATE: the row's lease ends no earlier than this
+                current[0] = started + self._lease if renewed else 0.0
+        if still_sending and not renewed:  # (once done, its outcome may be written)
+            log.warning("sweep: message %s was taken over by another worker during "
+                        "its send", message_id)
+        return connection, warned

@@ -66,10 +66,11 @@ class _Statement:
 class OutcomeWriter:
     """Writes each outcome (UPDATE + timeline rows, one transaction) on a thread of its own.
 
-    The write of message N overlaps with the building of message N+1 and its MAIL/RCPT
-    exchange; `wait()` is called before N+1's DATA (and before the sweep's own session
-    writes), so at any moment at most one delivered message lacks its committed outcome:
-    a killed worker still re-sends at most the one message that was in flight. The thread
+    Writes are queued and committed in order; `save` returns the write's Future. A lane
+    waits for the Future of its previous message's outcome before its next DATA (and the
+    sweep calls `wait()` before its own session writes), so at any moment at most one
+    delivered message per lane lacks its committed outcome: a killed worker re-sends at
+    most the one message in flight on each lane. The thread
     spends its time in the database driver, which releases the GIL, while the sweep waits
     for the SMTP server's replies.
 
@@ -84,29 +85,39 @@ class OutcomeWriter:
         self.lost = 0
         self._connection = None  # opened, used and closed on the writer thread only
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sweep-outcomes")
-        self._pending: Future | None = None
+        self._pending: list[Future] = []
         self._used = False  # the writer thread (and maybe its connection) exists
         self._saved_pragmas: dict = {}  # what _open changed on its connection (SQLite)
         dialect = engine.dialect
         self.update = _Statement(_SAVE_MESSAGE, dialect)
         self.insert = _Statement(_SAVE_EVENT, dialect, column_keys=list(_EVENT_KEYS))
 
-    def save(self, values: dict, events: list[dict]) -> None:
-        """Queue the write; the previous one is finished first (and its error raised)."""
-        self.wait()
+    def save(self, values: dict, events: list[dict]) -> Future:
+        """Queue the write after the ones already queued; returns its Future. An earlier
+        write that failed raises here (outcomes can no longer be recorded)."""
+        self._raise_failed()
         values["lease_holder"], values["claimed_status"] = self._owner, "sending"
         self._used = True
-        self._pending = self._executor.submit(self._write, values, events)
+        future = self._executor.submit(self._write, values, events)
+        self._pending.append(future)
+        return future
+
+    def _raise_failed(self) -> None:
+        """Forget the writes that are done; raise the first one's error, if any failed."""
+        done = [future for future in self._pending if future.done()]
+        self._pending = [future for future in self._pending if not future.done()]
+        for future in done:
+            future.result()
 
     def wait(self) -> None:
-        """Block until every queued outcome is committed; raise the write's error, if any."""
-        pending = self._pending
-        if pending is not None:
+        """Block until every queued outcome is committed; raise a write's error, if any."""
+        while self._pending:
+            future = self._pending[0]
             try:
-                pending.result()
+                future.result()
             finally:
-                if pending.done():  # an interrupted wait leaves it for close() to wait on
-                    self._pending = None
+                if future.done():  # an interrupted wait leaves it for close() to wait on
+                    self._pending.remove(future)
 
     def checkpoint(self) -> None:
         """SQLite: copy the WAL back into the database now, between two batches, while the
@@ -174,8 +185,9 @@ class OutcomeWriter:
             self._executor.shutdown(wait=True)
 
 
-def save(message: Message, events: list[dict], writer: OutcomeWriter) -> None:
-    """Write the message's new state and its timeline rows (committed by the writer)."""
+def save(message: Message, events: list[dict], writer: OutcomeWriter) -> Future:
+    """Write the message's new state and its timeline rows (committed by the writer);
+    returns the write's Future."""
     session = db.session()
     if session.in_transaction() or session.dirty:  # e.g. an auth-failure count reset
         # a suppression, a paused customer…: those go first (and on SQLite the session
@@ -185,4 +197,4 @@ def save(message: Message, events: list[dict], writer: OutcomeWriter) -> None:
     message.updated_at = utcnow()
     values = {f"new_{name}": getattr(message, name) for name in (*SAVED_COLUMNS, "updated_at")}
     values["message_pk"] = message.id
-    writer.save(values, events)
+    return writer.save(values, events)

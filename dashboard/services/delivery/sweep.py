@@ -23,7 +23,7 @@ import logging
 import random
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, or_, select, update
@@ -34,9 +34,10 @@ from ...extensions import db
 from ...models import Customer, Message, MessageEvent, Suppression, utcnow
 from ..core import settings
 from ..core.process import worker_name
-from . import compose, outcomes
-from .batch import DEFAULT_SCHEDULE, Batch, Transports
+from . import compose, modes, outcomes, rate_limits
+from .batch import DEFAULT_SCHEDULE, Batch
 from .credentials import CredentialsError
+from .lanes import OPEN_AFTER, Job, Lane, Lanes, claim_size
 from .leases import (
     DUE_STATUSES,
     LeaseHeartbeat,
@@ -67,6 +68,7 @@ class SweepResult:
     held: int = 0
     suppressed: int = 0
     lost: int = 0  # messages another worker took over mid-send: left to it, nothing written
+    waiting: int = 0  # beyond a transport's rate limit: queued again for when it allows
 
     def line(self) -> str:
         """The CLI's last line."""
@@ -133,13 +135,18 @@ def expire_held() -> int:
 
 def sweep(batch_size: int = 200, owner: str | None = None,
           max_messages: int | None = None) -> SweepResult:
-    """One pass over the due queue, until nothing is due (or `max_messages` were handled)."""
+    """One pass over the due queue, until nothing is due (or `max_messages` were handled).
+
+    Messages go out over lanes (see lanes.py): up to a transport's number of connections at
+    once, each answer recorded by this thread as it comes. Claims are sized to the relay's
+    lanes and to the rate reached (lanes.claim_size, at most `batch_size`), and the next
+    claim is made while the last messages of the previous one are still in flight."""
     result = SweepResult()
     owner = owner or f"{worker_name()}:{uuid.uuid4().hex[:8]}"
     result.held += hold_blocked()
     release_held()
     result.failed += expire_held()
-    transports = Transports()
+    lanes = Lanes()
     lease = lease_seconds()
     # Renew the batch's claims when less than half the lease is left: a send then starts
     # with half a lease to spare, and the heartbeat renews its row long before it ends,
@@ -153,23 +160,31 @@ def sweep(batch_size: int = 200, owner: str | None = None,
     session.expire_on_commit = False
     # Outcomes go through a connection (and a thread) of their own, one short transaction
     # per message: cheaper than the session's per-commit bookkeeping, overlapped with the
-    # next SMTP exchange, and the same guarantee (see OutcomeWriter).
+    # next SMTP exchanges, and the same guarantee per lane (see OutcomeWriter).
     writer = OutcomeWriter(db.engine, owner)
     handled = 0
     reattach: list[Message] = []
+    relay_lanes = rate_limits.relay_policy().lanes
+    started = time.monotonic()
     try:
         while max_messages is None or handled < max_messages:
-            limit = batch_size if max_messages is None else min(batch_size, max_messages - handled)
+            elapsed = time.monotonic() - started
+            claim_limit = claim_size(relay_lanes, batch_size,
+                                     handled / elapsed if handled and elapsed else None)
+            limit = claim_limit if max_messages is None else min(claim_limit,
+                                                                 max_messages - handled)
             lease_end = time.monotonic() + lease  # taken before the claim: conservative
+            _collect(lanes, writer, result)
             writer.wait()
             ids = claim(owner, limit)
             if not ids:
                 break
             batch = Batch.load(ids, owner)
+            lanes.new_batch()
             reattach.extend(batch.reattach)
             batch.connection = writer
             batch.heartbeat = heartbeat
-            for position, message in enumerate(batch.messages):
+            for message in batch.messages:
                 if time.monotonic() + margin > lease_end:
                     if time.monotonic() >= lease_end:
                         break  # we stalled past our lease: the rest may be someone else's
@@ -178,40 +193,45 @@ def sweep(batch_size: int = 200, owner: str | None = None,
                     renew_lease(owner)
                     lease_end = renewed_at + lease
                 batch.lease_end = lease_end
-                following = batch.messages[position + 1] \
-                    if position + 1 < len(batch.messages) else None
-                _process(message, batch, transports, result, following)
+                _process(message, batch, lanes, result)
                 handled += 1
             else:
                 writer.checkpoint()  # runs while the next batch is claimed
                 continue
-            writer.wait()
+            _drain(lanes, writer, result)
             release_claims(owner)
+        _drain(lanes, writer, result)
         writer.wait()
     finally:
-        heartbeat.close()
-        transports.close()
-        writer.close()
-        result.lost += writer.lost
-        session.expire_on_commit = expire_on_commit
-        db.session.rollback()
-        for message in reattach:  # the caller's objects stay usable, reloaded on access
-            if message in db.session:
-                db.session.expire(message)
-        release_claims(owner)
+        try:
+            _drain(lanes, writer, result, record=False)
+        finally:
+            heartbeat.close()
+            lanes.close()
+            writer.close()
+            result.lost += writer.lost
+            session.expire_on_commit = expire_on_commit
+            db.session.rollback()
+            for message in reattach:  # the caller's objects stay usable, reloaded on access
+                if message in db.session:
+                    db.session.expire(message)
+            release_claims(owner)
     return result
 
 
-def _process(message: Message, batch: Batch, transports: Transports,
-             result: SweepResult, following: Message | None = None) -> None:
-    """Send one claimed message and commit its outcome; an error no rule foresaw defers it
+def _process(message: Message, batch: Batch, lanes: Lanes, result: SweepResult) -> None:
+    """Hand one claimed message to a lane of its transport, or record why it does not go
+    (held, expired, suppressed, waiting for a rate limit); an error no rule foresaw defers it
     instead of stopping the sweep (see _unexpected)."""
-    now = utcnow()
     customer = message.customer
     events: list[dict] = []
     before = (message.attempts, message.suppression_id)
-    outcome = None
     try:
+        # first a free lane: waiting for one records other answers, which may pause this
+        # customer (its breaker) or suppress this recipient, so the checks come after
+        policy = lanes.policy(customer)
+        lane = _idle_lane(customer, policy, lanes, batch.connection, result)
+        now = utcnow()
         reason = batch.hold_reason(customer)
         if reason:
             _finish(message, "held", status_reason=reason)
@@ -228,25 +248,139 @@ def _process(message: Message, batch: Batch, transports: Transports,
             events.append(event(message, "suppressed", detail=message.status_reason, at=now))
             result.suppressed += 1
         else:
-            outcome = _send(message, customer, transports, batch, following)
-            # the previous outcome is committed before the session may write (a suppression,
-            # a paused customer), so the two connections never wait on each other's lock
-            batch.connection.wait()
-            if outcome.status == "unsupported":
-                events.append(_unsupported(message, outcome, result))
+            if isinstance(lane, Outcome):  # the transport could not even be set up
+                events.append(_record(message, customer, lane, batch, result))
+            elif lanes.admit(policy, utcnow()) is not None:
+                _wait_for_limit(message, customer, lanes.expected(policy))
+                result.waiting += 1
             else:
-                events.append(_record(message, customer, outcome, batch, result))
+                _dispatch(message, customer, lane, batch, before)
+                return
     except LeaseLost as exc:
-        # Not sent (we stopped before DATA) and no longer ours: the worker holding it
-        # sends it and writes its outcome.
         log.warning("sweep: message %s left to another worker: %s", message.public_id, exc)
         result.lost += 1
         return
     except Exception as exc:
         if _database_trouble(exc):
             raise  # outcomes could not be recorded either: stop, the next sweep starts over
-        events = [_unexpected(message, exc, outcome, before, batch, result)]
+        events = [_unexpected(message, exc, None, before, batch, result)]
     save(message, events, batch.connection)
+
+
+def _idle_lane(customer: Customer, policy, lanes: Lanes, writer: OutcomeWriter,
+               result: SweepResult):
+    """A lane of the customer's transport with nothing in flight, recording the answers of
+    its busy lanes until one is free; an Outcome when the transport cannot be set up."""
+    patient = True  # first give a busy lane OPEN_AFTER to finish before opening another
+    while True:
+        try:
+            lane = lanes.idle(customer, policy, open_new=not patient)
+        except CredentialsError as exc:
+            return Outcome("deferred", None, exc.message)
+        if lane is not None:
+            return lane
+        if patient and not lanes.busy(policy.key):
+            patient = False  # none open yet
+            continue
+        _collect(lanes, writer, result, key=policy.key, block=True,
+                 timeout=OPEN_AFTER if patient else None)
+        patient = False
+
+
+def _wait_for_limit(message: Message, customer: Customer, at: datetime) -> None:
+    """Beyond its transport's rate limit: queued again, due when the window allows it (not
+    an attempt, no timeline entry: the Log and Home show it waiting, with the time)."""
+    code = (rate_limits.CUSTOMER_WAITING if customer.sending_mode == "customer_smtp"
+            else rate_limits.RELAY_WAITING)
+    _finish(message, "queued", status_reason=reasons.encode(code))
+    message.next_attempt_at = at
+
+
+def _dispatch(message: Message, customer: Customer, lane: Lane, batch: Batch,
+              before: tuple) -> None:
+    """Build the message and hand it to the lane's thread, its lease kept by the heartbeat.
+
+    The lane sends its DATA only once its previous message's outcome is committed and this
+    message is still ours (the last point where not sending is safe)."""
+    data = compose.build_bytes(message, open_tracking=True)
+    envid = message.public_id if customer.sending_mode != "customer_smtp" else None
+    smtputf8 = compose.smtputf8_address(message)
+    heartbeat = batch.heartbeat
+    message_id = message.id
+
+    def before_data() -> None:
+        lane.previous_committed()
+        if heartbeat is not None:
+            heartbeat.check(message_id)
+
+    def send() -> Outcome:
+        return lane.transport.send(message.envelope_from, message.recipient, data,
+                                   dsn_envid=envid, before_data=before_data,
+                                   smtputf8=smtputf8)
+
+    if heartbeat is not None:
+        heartbeat.sending(message_id, batch.lease_end, lane.transport.settings.timeout)
+    lane.job = Job(message, batch, lane, lane.executor.submit(send), utcnow(), before)
+
+
+def _collect(lanes: Lanes, writer: OutcomeWriter, result: SweepResult, key: str | None = None,
+             block: bool = False, timeout: float | None = None) -> None:
+    """Record the answers of the sends that ended (waiting for one of `key`'s, or any, with
+    `block`, at most `timeout` s)."""
+    for job in lanes.finished(key, block, timeout):
+        _complete(job, lanes, writer, result)
+
+
+def _drain(lanes: Lanes, writer: OutcomeWriter, result: SweepResult,
+           record: bool = True) -> None:
+    """Wait for every send in flight and record its answer (`record=False`, on the way out
+    after an error: only wait, so no claim is released while its message is on the wire)."""
+    while jobs := lanes.busy():
+        if not record:
+            for job in jobs:
+                try:
+                    job.future.exception()
+                finally:
+                    job.lane.job = None
+                    if job.batch.heartbeat is not None:
+                        job.batch.heartbeat.done(job.message.id)
+            return
+        _collect(lanes, writer, result, block=True)
+
+
+def _complete(job: Job, lanes: Lanes, writer: OutcomeWriter, result: SweepResult) -> None:
+    """One lane's send ended: turn its answer into a status and queue the write (the lane's
+    next DATA waits for it)."""
+    message, batch, lane = job.message, job.batch, job.lane
+    if batch.heartbeat is not None:
+        batch.heartbeat.done(message.id)
+    lane.job = None
+    customer = message.customer
+    outcome = None
+    try:
+        try:
+            outcome = job.future.result()
+        except LeaseLost as exc:
+            # Not sent (we stopped before DATA) and no longer ours: the worker holding it
+            # sends it and writes its outcome.
+            log.warning("sweep: message %s left to another worker: %s", message.public_id,
+                        exc)
+            result.lost += 1
+            return
+        if outcome.status == "unsupported":
+            events = [_unsupported(message, outcome, result)]
+        else:
+            if not outcome.ok:
+                # the session may write (a suppression, a paused customer): the queued
+                # outcomes go first, so the two connections never wait on each other's lock
+                writer.wait()
+            events = [_record(message, customer, outcome, batch, result,
+                              lanes=lanes, started_at=job.started_at)]
+    except Exception as exc:
+        if _database_trouble(exc):
+            raise
+        events = [_unexpected(message, exc, outcome, job.before, batch, result)]
+    lane.written = save(message, events, writer)
 
 
 def _database_trouble(exc: Exception) -> bool:
@@ -302,56 +436,6 @@ def _unexpected(message: Message, exc: Exception, outcome: Outcome | None, befor
                   data={"next_attempt_at": next_at.isoformat()})
 
 
-def _send(message: Message, customer: Customer, transports: Transports, batch: Batch,
-          following: Message | None) -> Outcome:
-    """Build (unless built ahead) and send one message, its lease kept by the heartbeat."""
-    try:
-        transport = transports.get(customer)
-    except CredentialsError as exc:
-        return Outcome("deferred", None, exc.message)
-    data = batch.prepared.pop(message.id, None)
-    if data is None:
-        data = compose.build_bytes(message, open_tracking=True)
-    envid = message.public_id if customer.sending_mode != "customer_smtp" else None
-
-    def prepare_following() -> None:
-        """Build the next message while the server takes this one in."""
-        if following is None:
-            return
-        try:  # never raises: the current message's answer is still to be read
-            if _will_send(following, batch):
-                batch.prepared[following.id] = compose.build_bytes(following,
-                                                                   open_tracking=True)
-        except Exception:  # noqa: BLE001 - built (and failing) again in its own turn
-            pass
-
-    heartbeat = batch.heartbeat
-
-    def before_data() -> None:
-        """The last point where not sending is safe: the previous outcome is committed and
-        this message is still ours."""
-        batch.connection.wait()
-        if heartbeat is not None:
-            heartbeat.check()
-
-    if heartbeat is not None:
-        heartbeat.sending(message.id, batch.lease_end, transport.settings.timeout)
-    try:
-        return transport.send(message.envelope_from, message.recipient, data, dsn_envid=envid,
-                              before_data=before_data, while_server_works=prepare_following,
-                              smtputf8=compose.smtputf8_address(message))
-    finally:
-        if heartbeat is not None:
-            heartbeat.done()
-
-
-def _will_send(message: Message, batch: Batch) -> bool:
-    """What _process checks before sending, as things stand now."""
-    return (batch.hold_reason(message.customer) is None
-            and message.created_at + batch.max_age >= utcnow()
-            and batch.suppression_for(message, message.customer) is None)
-
-
 def _finish(message: Message, status: str, status_reason: str | None = None) -> None:
     message.status = status
     message.status_reason = status_reason
@@ -360,9 +444,12 @@ def _finish(message: Message, status: str, status_reason: str | None = None) -> 
 
 
 def _record(message: Message, customer: Customer, outcome: Outcome, batch: Batch,
-            result: SweepResult) -> dict:
+            result: SweepResult, lanes: Lanes | None = None,
+            started_at: datetime | None = None) -> dict:
     """Turn the server's answer into a status (by outcomes' rules: who is at fault);
-    returns the timeline event to store."""
+    returns the timeline event to store. A quota refusal slows the transport down (see
+    rate_limits); one for a send already in flight when an earlier one did so is not
+    counted again, by the slow-down nor by the circuit breaker."""
     now = utcnow()
     text = outcome.text[:2000]
     message.attempts += 1
@@ -372,6 +459,12 @@ def _record(message: Message, customer: Customer, outcome: Outcome, batch: Batch
     verdict = decision.verdict
     message.fault_class = verdict.fault_class if verdict else None
     message.fault_reason = verdict.reason if verdict else None
+    if rate_limits.is_quota(verdict):
+        key = modes.transport_key(customer)
+        if not rate_limits.quota_refused(key, started_at or now, text):
+            decision = replace(decision, breaker=None)
+        if lanes is not None:
+            lanes.slowed(key)
     outcomes.update_breaker(customer, decision, outcome, batch.breakers)
     if decision.status == "sent":
         _finish(message, "sent")

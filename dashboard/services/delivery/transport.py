@@ -106,6 +106,7 @@ class SmtpTransport:
         self.smtp: smtplib.SMTP | None = None
         self.sent_on_connection = 0
         self._stale = False  # the last attempt found a reused connection closed before MAIL
+        self._stage = "connect"  # where the exchange of the message in hand has got to
 
     # -- connection -------------------------------------------------------------------
     def connect(self) -> smtplib.SMTP:
@@ -234,23 +235,18 @@ class SmtpTransport:
         if dsn_envid and smtp.has_extn("dsn"):
             mail_options += ["RET=HDRS", f"ENVID={dsn_envid}"]
             rcpt_options = ["NOTIFY=SUCCESS,FAILURE,DELAY"]
-        stage = "mail"
+        self._stage = "mail"
         try:
-            code, reply = _mail(smtp, envelope_from, mail_options)
-            if code != 250:
-                self._stale = code == 421  # "closing transmission channel"
+            code, reply = self._transaction(smtp, envelope_from, recipient, data, mail_options,
+                                            rcpt_options, before_data, while_server_works)
+            stage = self._stage
+            if stage != "data" or code != 250:
                 return self._refused(code, reply, stage)
-            stage = "rcpt"
-            code, reply = _rcpt(smtp, recipient, rcpt_options)
-            if code not in (250, 251):
-                return self._refused(code, reply, stage)
-            if before_data is not None:
-                before_data()
-            stage = "data"
-            code, reply = _data(smtp, data, while_server_works)
         except smtplib.SMTPDataError as exc:  # the server refused DATA itself (no 354)
+            stage = self._stage
             return self._refused(exc.smtp_code, exc.smtp_error, stage)
         except (smtplib.SMTPServerDisconnected, ConnectionResetError, BrokenPipeError) as exc:
+            stage = self._stage
             self.close()
             if isinstance(exc.__context__, (socket.timeout, TimeoutError)):
                 # smtplib reports a read timeout as a disconnect: say what really happened
@@ -261,14 +257,32 @@ class SmtpTransport:
                            stage)
         except smtplib.SMTPResponseException as exc:
             self.close()
-            return _by_code(exc.smtp_code, _text(exc.smtp_error), stage)
+            return _by_code(exc.smtp_code, _text(exc.smtp_error), self._stage)
         except (OSError, smtplib.SMTPException) as exc:
             self.close()
-            return Outcome("deferred", None, _describe(exc, self.settings), stage)
-        if code != 250:
-            return self._refused(code, reply, stage)
+            return Outcome("deferred", None, _describe(exc, self.settings), self._stage)
         self.sent_on_connection += 1
         return Outcome("sent", code, _text(reply), stage)
+
+    def _transaction(self, smtp: smtplib.SMTP, envelope_from: str, recipient: str,
+                     data: bytes, mail_options: list[str], rcpt_options: list[str],
+                     before_data=None, while_server_works=None) -> tuple[int, bytes]:
+        """MAIL, RCPT, DATA, one reply at a time. Returns the reply that ended it, and
+        `self._stage` names its stage: a refusal at MAIL or RCPT, or the answer to the data
+        (delivery.pipelining overrides this for servers offering PIPELINING)."""
+        self._stage = "mail"
+        code, reply = _mail(smtp, envelope_from, mail_options)
+        if code != 250:
+            self._stale = code == 421  # "closing transmission channel"
+            return code, reply
+        self._stage = "rcpt"
+        code, reply = _rcpt(smtp, recipient, rcpt_options)
+        if code not in (250, 251):
+            return code, reply
+        if before_data is not None:
+            before_data()
+        self._stage = "data"
+        return _data(smtp, data, while_server_works)
 
     def _refused(self, code: int, reply, stage: str) -> Outcome:
         """A refusal: 421 means the server is closing the channel, anything else is RSET."""
@@ -319,6 +333,11 @@ def _data(smtp: smtplib.SMTP, data: bytes, while_server_works=None) -> tuple[int
     code, reply = smtp.getreply()
     if code != 354:
         raise smtplib.SMTPDataError(code, reply)
+    return _content(smtp, data, while_server_works)
+
+
+def _content(smtp: smtplib.SMTP, data: bytes, while_server_works=None) -> tuple[int, bytes]:
+    """The message after the server's 354, then its answer."""
     stuffed = data.replace(b"\n.", b"\n..")  # what smtplib's (?m)^\. substitution does
     if stuffed.startswith(b"."):
         stuffed = b"." + stuffed

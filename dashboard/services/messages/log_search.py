@@ -42,7 +42,7 @@ LIST_COLUMNS = (
     Message.recipient, Message.subject, Message.status, Message.status_reason, Message.attempts,
     Message.created_at, Message.transport, Message.resend_of_id, Message.last_smtp_code,
     Message.last_smtp_text, Message.sent_at, Message.suppression_id, Message.fault_class,
-    Message.fault_reason, Message.test,
+    Message.fault_reason, Message.test, Message.next_attempt_at,
 )
 
 
