@@ -1,1 +1,1 @@
-"""Delivery webhooks (outbox, signing, delivery, endpoints); never imports operations, messages or accounts."""
+"""Delivery webhooks (outbox, signing, endpoints); never imports operations or accounts."""

@@ -5,16 +5,16 @@ its provider's limits (per second, minute, hour, day, with the preset they came 
 relay's are global settings. rate_state and rate_slot count the sends of rate-limited
 transports, shared by every worker. Existing customers keep the defaults (no limit).
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-11-29 00:40:00
 
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0008'
-down_revision = '0007'
+revision = '0009'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 
