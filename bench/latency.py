@@ -163,7 +163,7 @@ class Postino:
                 db.session.commit()
             upgrade()
             _quiet()
-            from dashboard.services import customers
+            from dashboard.services.accounts import customers
 
             customer, _ = customers.create_customer("BENCH", "Bench customer")
             self.customer_id = customer.id
@@ -210,7 +210,7 @@ class Postino:
         from dashboard.extensions import db
         from dashboard.models import Customer, Message, new_public_id, utcnow
         from dashboard.notifications import CATALOG
-        from dashboard.services import render
+        from dashboard.services.content import render
         from dashboard.services.delivery import modes, verp
 
         with self.app.app_context():

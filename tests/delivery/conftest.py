@@ -26,6 +26,20 @@ def sample(event: str, **overrides) -> dict:
     return {**CATALOG[event]["sample"], **overrides}
 
 
+def queue(customer, *recipients) -> list[Message]:
+    """Queue one order_closed message per recipient through the service layer."""
+    from dashboard.services.messages import intake
+
+    return intake.enqueue(customer, "order_closed", list(recipients),
+                          data=sample("order_closed"))
+
+
+def reload(message: Message) -> Message:
+    """The message as the database has it now (another thread or process may have written)."""
+    db.session.expire_all()
+    return db.session.get(Message, message.id)
+
+
 def counts() -> tuple[int, int, int]:
     """Rows in message, message_event and idempotency_key."""
     return tuple(db.session.scalar(select(func.count()).select_from(model))

@@ -18,23 +18,12 @@ from sqlalchemy import func, select, update
 from dashboard.extensions import db
 from dashboard.models import Message, utcnow
 from dashboard.services.delivery.sweep import sweep
-from dashboard.services.messages import intake
 
 from ..smtp_servers import start_server
-from .conftest import config, sample
+from .conftest import config, queue, reload
 
 ROOT = Path(__file__).resolve().parents[2]
 MESSAGE_ID = re.compile(rb"^Message-ID:\s*<([0-9a-f]+)@", re.MULTILINE | re.IGNORECASE)
-
-
-def _queue(customer, *recipients):
-    return intake.enqueue(customer, "order_closed", list(recipients),
-                            data=sample("order_closed"))
-
-
-def _reload(message):
-    db.session.expire_all()
-    return db.session.get(Message, message.id)
 
 
 def _slow(server, delay: float) -> None:
@@ -90,14 +79,14 @@ def test_a_slow_server_cannot_outlive_the_lease_of_the_message_it_is_sending(
 
     server.handler.handle_DATA = look_for_a_claim
     customer, _ = make_customer()
-    [message] = _queue(customer, "slow@example.com")
+    [message] = queue(customer, "slow@example.com")
     with config(app, POSTINO_LEASE_SECONDS=1):
         started = time.monotonic()
         result = sweep()
     assert time.monotonic() - started > 2.4  # the send did outlive the first lease
     assert claimable == [0]
     assert (result.sent, result.lost) == (1, 0) and len(server.received) == 1
-    assert _reload(message).status == "sent"
+    assert reload(message).status == "sent"
 
 
 def test_no_outcome_is_written_for_a_message_another_worker_took_over(
@@ -107,7 +96,7 @@ def test_no_outcome_is_written_for_a_message_another_worker_took_over(
     server = point_relay(smtp_server())
     engine = db.engine
     customer, _ = make_customer()
-    [message] = _queue(customer, "taken@example.com")
+    [message] = queue(customer, "taken@example.com")
     message_id = message.id  # the server's thread has no application context
     accept = server.handler.handle_DATA
 
@@ -119,7 +108,7 @@ def test_no_outcome_is_written_for_a_message_another_worker_took_over(
     with caplog.at_level(logging.WARNING, logger="dashboard.services.delivery"):
         result = sweep()
     assert result.lost == 1 and len(server.received) == 1
-    message = _reload(message)
+    message = reload(message)
     assert (message.status, message.lease_owner) == ("sending", "other-worker")
     assert [e.type for e in message.events] == ["queued"]
     assert any("taken over" in r.getMessage() for r in caplog.records)
@@ -133,7 +122,7 @@ def test_a_worker_whose_message_was_taken_over_stops_before_data(
     server = point_relay(smtp_server(), MAIL_TIMEOUT=1)
     engine = db.engine
     customer, _ = make_customer()
-    [message] = _queue(customer, "lost@example.com")
+    [message] = queue(customer, "lost@example.com")
     message_id = message.id  # the server's thread has no application context
     rcpt = server.handler.handle_RCPT
     data_commands = []
@@ -158,7 +147,7 @@ def test_a_worker_whose_message_was_taken_over_stops_before_data(
         result = sweep()
     assert (result.lost, result.sent, result.deferred) == (1, 0, 0)
     assert data_commands == [] and server.received == []
-    message = _reload(message)
+    message = reload(message)
     assert (message.status, message.lease_owner) == ("sending", "other-worker")
     assert [e.type for e in message.events] == ["queued"]
 
@@ -209,7 +198,7 @@ def test_two_workers_and_a_server_slower_than_the_lease_send_each_message_once(
     try:
         _slow(server, 0.8)
         customer, _ = make_customer()
-        queued = _queue(customer, "one@example.com", "two@example.com", "three@example.com")
+        queued = queue(customer, "one@example.com", "two@example.com", "three@example.com")
         workers = [_worker(app, server, 12) for _ in range(2)]
         outputs = [w.communicate(timeout=60) for w in workers]
         for worker, (_out, err) in zip(workers, outputs, strict=True):
@@ -217,7 +206,7 @@ def test_two_workers_and_a_server_slower_than_the_lease_send_each_message_once(
         delivered = collections.Counter(
             MESSAGE_ID.search(r.data).group(1).decode() for r in server.received)
         assert delivered == {m.public_id: 1 for m in queued}, (delivered, outputs)
-        assert {_reload(m).status for m in queued} == {"sent"}
+        assert {reload(m).status for m in queued} == {"sent"}
         totals = [re.search(rb"sent=(\d+)", out).group(1) for out, _ in outputs]
         assert sum(int(n) for n in totals) == 3, outputs
     finally:

@@ -19,10 +19,9 @@ from dashboard.models import (
 )
 from dashboard.services.core import settings
 from dashboard.services.delivery.sweep import sweep
-from dashboard.services.messages import intake
 from dashboard.services.operations import doctor
 
-from .conftest import sample
+from .conftest import queue, reload
 
 
 def in_english(work, *args):
@@ -33,16 +32,6 @@ def in_english(work, *args):
         return work(*args)
 
 TO = "anna@example.com"
-
-
-def _queue(customer, *recipients):
-    return intake.enqueue(customer, "order_closed", list(recipients),
-                            data=sample("order_closed"))
-
-
-def _reload(message):
-    db.session.expire_all()
-    return db.session.get(Message, message.id)
 
 
 def _entries():
@@ -92,9 +81,9 @@ def test_each_refusal_moves_the_message_and_the_list_by_who_is_at_fault(
     """Status, suppression, timeline event and the message's own verdict, per refusal."""
     point_relay(smtp_server(faults={TO: reply}))
     customer, _ = make_customer()
-    [message] = _queue(customer, TO)
+    [message] = queue(customer, TO)
     sweep()
-    message = _reload(message)
+    message = reload(message)
     assert message.status == status, message.status_reason
     assert (message.fault_class, message.fault_reason) == (fault_class, reason)
     event = message.events[-1]
@@ -108,7 +97,7 @@ def test_each_refusal_moves_the_message_and_the_list_by_who_is_at_fault(
         assert (entry.reason, entry.fault_class, entry.fault_reason) == (
             "hard_bounce", fault_class, reason)
         assert message.suppression_id == entry.id
-        assert _queue(customer, TO)[0].status == "suppressed"
+        assert queue(customer, TO)[0].status == "suppressed"
     soft = db.session.scalar(select(func.count(BounceReport.id)).where(
         BounceReport.kind == "soft"))
     assert soft == (1 if fault_class == "recipient_temporary" else 0)
@@ -121,7 +110,7 @@ def test_three_mailbox_full_refusals_suppress_for_a_while(app, smtp_server, poin
     point_relay(smtp_server(faults={TO: "rcpt:552 5.2.2 Mailbox full"}))
     customer, _ = make_customer()
     for expected in (0, 0, 1):
-        _queue(customer, TO)
+        queue(customer, TO)
         sweep()
         assert len(_entries()) == expected
     [entry] = _entries()
@@ -134,13 +123,13 @@ def test_a_deferred_soft_refusal_counts_once_however_many_retries(app, smtp_serv
     """One message retried three times after 452 mailbox full is one soft bounce."""
     point_relay(smtp_server(faults={TO: "rcpt:452 4.2.2 Mailbox full"}))
     customer, _ = make_customer()
-    [message] = _queue(customer, TO)
+    [message] = queue(customer, TO)
     for _attempt in range(3):
-        message = _reload(message)
+        message = reload(message)
         message.next_attempt_at = utcnow() - timedelta(seconds=1)
         db.session.commit()
         sweep()
-    assert _reload(message).attempts == 3
+    assert reload(message).attempts == 3
     assert db.session.scalar(select(func.count(BounceReport.id))) == 1
     assert _entries() == []
 
@@ -151,11 +140,11 @@ def test_expiring_because_the_recipients_server_is_unreachable_counts_one_soft_b
     fails as expired and the address gets one soft bounce (the seed's unreachable server)."""
     point_relay(smtp_server(faults={TO: "rcpt:451 4.4.1 No answer from host mx.example.com"}))
     customer, _ = make_customer()
-    [message] = _queue(customer, TO)
+    [message] = queue(customer, TO)
     message.created_at = utcnow() - timedelta(hours=24) + timedelta(seconds=30)
     db.session.commit()
     sweep()
-    message = _reload(message)
+    message = reload(message)
     assert message.status == "failed" and message.events[-1].type == "expired"
     [report] = db.session.scalars(select(BounceReport)).all()
     assert (report.kind, report.fault_reason, report.source) == ("soft", "unreachable", "smtp")
@@ -164,11 +153,11 @@ def test_expiring_because_the_recipients_server_is_unreachable_counts_one_soft_b
 def test_our_own_connection_failing_until_expiry_counts_nothing(app, make_customer):
     """Nothing listening on our relay is not the recipient's server: no soft bounce."""
     customer, _ = make_customer()
-    [message] = _queue(customer, TO)
+    [message] = queue(customer, TO)
     message.created_at = utcnow() - timedelta(hours=24) + timedelta(seconds=30)
     db.session.commit()
     sweep()
-    message = _reload(message)
+    message = reload(message)
     assert message.status == "failed" and message.fault_reason == "connection"
     assert db.session.scalar(select(func.count(BounceReport.id))) == 0
 
@@ -189,7 +178,7 @@ def test_a_customers_account_refusals_trip_its_breaker_with_the_servers_words(
     server = smtp_server(faults={f"u{i}@example.com": "data:550 5.7.60 SMTP; Client does not "
                                  "have permissions to send as this sender" for i in range(5)})
     customer = _own_smtp_customer(make_customer, server)
-    queued = _queue(customer, *[f"u{i}@example.com" for i in range(5)])
+    queued = queue(customer, *[f"u{i}@example.com" for i in range(5)])
     sweep()
     db.session.expire_all()
     customer = db.session.get(type(customer), customer.id)
@@ -197,7 +186,7 @@ def test_a_customers_account_refusals_trip_its_breaker_with_the_servers_words(
     assert "send-as" in customer.paused_reason
     # the third refusal pauses it; a message already out on its other lane (2 by default)
     # is refused too, the rest is held
-    statuses = sorted(_reload(m).status for m in queued)
+    statuses = sorted(reload(m).status for m in queued)
     assert statuses in (["deferred"] * 3 + ["held"] * 2, ["deferred"] * 4 + ["held"])
     assert _entries() == []
     assert db.session.scalar(select(Alert).where(Alert.cause == f"paused:{customer.id}"))
@@ -209,11 +198,11 @@ def test_a_success_resets_the_customers_breaker(app, smtp_server, make_customer)
     send_as = "rcpt:550 5.7.60 SMTP; Client does not have permissions to send as this sender"
     server = smtp_server(faults={"a@example.com": send_as, "b@example.com": send_as})
     customer = _own_smtp_customer(make_customer, server)
-    _queue(customer, "a@example.com", "b@example.com")
+    queue(customer, "a@example.com", "b@example.com")
     sweep()
     db.session.refresh(customer)
     assert customer.auth_failures == 2 and not customer.paused
-    _queue(customer, "c@example.com")
+    queue(customer, "c@example.com")
     assert sweep().sent == 1
     db.session.refresh(customer)
     assert customer.auth_failures == 0
@@ -229,7 +218,7 @@ def test_our_relay_refusing_our_account_alerts_staff_and_a_success_clears_it(
     addresses = [f"u{i}@example.com" for i in range(3)] + ["boss@staff.example.com"]
     server = point_relay(smtp_server(faults={address: refusal for address in addresses}))
     customer, _ = make_customer()
-    _queue(customer, *addresses[:3])
+    queue(customer, *addresses[:3])
     sweep()
     breaker = db.session.get(TransportBreaker, "relay")
     assert breaker.failures >= 3 and breaker.tripped_at is not None
@@ -246,7 +235,7 @@ def test_our_relay_refusing_our_account_alerts_staff_and_a_success_clears_it(
                                ).all()
     assert [m.recipient for m in staff] == ["boss@staff.example.com"]
     server.handler.faults.clear()
-    _queue(customer, "ok@example.com")
+    queue(customer, "ok@example.com")
     sweep()
     db.session.expire_all()
     assert db.session.get(TransportBreaker, "relay").failures == 0
@@ -264,7 +253,7 @@ def test_the_doctor_names_cause_b_for_a_dmarc_refusal_and_c_for_an_unknown_user(
                             "User unknown"}))
     customer, _ = make_customer(sending_mode="custom_from",
                                 from_address="ordini@cliente.example")
-    _queue(customer, "dmarc@example.com", "gone@example.com")
+    queue(customer, "dmarc@example.com", "gone@example.com")
     sweep()
     dmarc = in_english(doctor.diagnose, "dmarc@example.com")
     assert dmarc.primary.cause == "spam" and dmarc.primary.colour == "red"
@@ -288,7 +277,7 @@ def test_the_doctor_counts_sender_refusals_of_the_customer_and_transport(
               "zen.spamhaus.org" for i in range(3)}
     point_relay(smtp_server(faults=faults))
     customer, _ = make_customer(name="Bar Roma")
-    _queue(customer, *faults)
+    queue(customer, *faults)
     sweep()
     verdict = in_english(doctor.diagnose, "u0@example.com").verdict("spam")
     assert verdict.colour == "red" and "blocklist" in verdict.evidence[0]
@@ -301,7 +290,7 @@ def test_the_log_shows_who_is_at_fault_in_the_list_and_on_the_timeline(
     point_relay(smtp_server(faults={TO: "data:550 5.7.26 Unauthenticated email is not "
                                         "accepted due to domain's DMARC policy"}))
     customer, _ = make_customer()
-    [message] = _queue(customer, TO)
+    [message] = queue(customer, TO)
     sweep()
     listing = support_client.get(f"/log/?q={TO}").get_data(as_text=True)
     assert "Sender or reputation" in listing
@@ -321,7 +310,7 @@ def test_a_refusal_never_suppresses_when_the_soft_threshold_is_not_reached(
                                         "[127.0.0.1] blocked using bl.spamcop.net"}))
     customer, _ = make_customer()
     for _i in range(3):
-        _queue(customer, TO)
+        queue(customer, TO)
         sweep()
     assert _entries() == []
 
@@ -332,7 +321,7 @@ def test_the_api_gives_each_events_class_and_reason(app, client, smtp_server, po
     point_relay(smtp_server(faults={TO: "rcpt:554 5.7.1 Client host [127.0.0.1] blocked "
                                         "using zen.spamhaus.org"}))
     customer, key = make_customer()
-    [message] = _queue(customer, TO)
+    [message] = queue(customer, TO)
     sweep()
     body = client.get(f"/api/v1/notifications/{message.public_id}",
                       headers={"Authorization": f"Bearer {key}"}).json

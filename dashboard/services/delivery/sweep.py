@@ -257,7 +257,8 @@ def _process(message: Message, batch: Batch, lanes: Lanes, result: SweepResult) 
                 _dispatch(message, customer, lane, batch, before)
                 return
     except LeaseLost as exc:
-        log.warning("sweep: message %s left to another worker: %s", message.public_id, exc)
+        log.warning("sweep: message %s left to another worker: %s", message.public_id, exc,
+                    extra={"message_id": message.public_id})
         result.lost += 1
         return
     except Exception as exc:
@@ -364,7 +365,7 @@ def _complete(job: Job, lanes: Lanes, writer: OutcomeWriter, result: SweepResult
             # Not sent (we stopped before DATA) and no longer ours: the worker holding it
             # sends it and writes its outcome.
             log.warning("sweep: message %s left to another worker: %s", message.public_id,
-                        exc)
+                        exc, extra={"message_id": message.public_id})
             result.lost += 1
             return
         if outcome.status == "unsupported":
@@ -411,7 +412,7 @@ def _unexpected(message: Message, exc: Exception, outcome: Outcome | None, befor
     message.attempts, message.suppression_id = before[0] + 1, before[1]
     if outcome is not None and outcome.ok:
         log.error("sweep: message %s was sent, then: %s", message.public_id, error,
-                  exc_info=exc)
+                  exc_info=exc, extra={"message_id": message.public_id})
         _finish(message, "sent")
         message.sent_at, message.next_attempt_at = now, None
         message.last_smtp_code, message.last_smtp_text = outcome.code, outcome.text[:2000]
@@ -421,7 +422,7 @@ def _unexpected(message: Message, exc: Exception, outcome: Outcome | None, befor
     errors = 1 + db.session.scalar(select(func.count()).select_from(MessageEvent).where(
         MessageEvent.message_id == message.id, MessageEvent.detail.like(f"{UNEXPECTED}: %")))
     log.error("sweep: message %s, %s %d of %d: %s", message.public_id, UNEXPECTED, errors,
-              ERRORS_BEFORE_FAILING, error, exc_info=exc)
+              ERRORS_BEFORE_FAILING, error, exc_info=exc, extra={"message_id": message.public_id})
     detail = f"{UNEXPECTED}: {error}"
     next_at = now + next_delay(message.attempts, batch.schedule)
     if errors >= ERRORS_BEFORE_FAILING or next_at > message.created_at + batch.max_age:
