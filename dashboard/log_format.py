@@ -12,6 +12,9 @@ from datetime import UTC, datetime
 HUMAN = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # aiosmtpd logs every connection and command at INFO on `mail.log`: noise at the default level
 QUIET = {"mail.log": logging.WARNING}
+# and, from its own AUTH code, a deprecation WARNING about an attribute nobody here uses, on
+# every login (aio-libs/aiosmtpd#347): dropped, so a warning on mail.log means something
+UPSTREAM_NOISE = ("Session.login_data is deprecated",)
 _context: contextvars.ContextVar[dict | None] = contextvars.ContextVar("postino_log_context",
                                                                         default=None)
 
@@ -86,3 +89,11 @@ def configure(log_format: str = "text", level: int = logging.INFO) -> None:
         logger = logging.getLogger(name)
         if logger.level == logging.NOTSET:
             logger.setLevel(quiet)
+    mail_log = logging.getLogger("mail.log")
+    if _drop_upstream_noise not in mail_log.filters:
+        mail_log.addFilter(_drop_upstream_noise)
+
+
+def _drop_upstream_noise(record: logging.LogRecord) -> bool:
+    """False for the library warnings listed in UPSTREAM_NOISE (the record is dropped)."""
+    return not (isinstance(record.msg, str) and record.msg.startswith(UPSTREAM_NOISE))

@@ -69,6 +69,33 @@ def test_aiosmtpd_connection_chatter_is_not_shown(app, smtp_sink, caplog):
     assert logging.getLogger("mail.log").getEffectiveLevel() == logging.WARNING
 
 
+def test_aiosmtpd_own_deprecation_warning_on_every_login_is_not_shown(app, caplog):
+    """aiosmtpd warns "Session.login_data is deprecated" from its own AUTH code on every login
+    (the demo relay and the test servers log in): dropped; other mail.log warnings stay."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    from ..conftest import free_port
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):
+            return "250 OK"
+
+    port = free_port()
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port, auth_require_tls=False,
+                            authenticator=lambda *args: AuthResult(success=True))
+    controller.start()
+    try:
+        caplog.set_level(logging.WARNING)
+        with smtplib.SMTP("127.0.0.1", port, timeout=5) as smtp:
+            smtp.login("user", "password")
+    finally:
+        controller.stop()
+    assert not [r for r in caplog.records if "login_data" in r.getMessage()]
+    logging.getLogger("mail.log").warning("a real problem")
+    assert [r.getMessage() for r in caplog.records if r.name == "mail.log"] == ["a real problem"]
+
+
 def test_the_formatter_names_what_it_knows():
     """A record with extras gets message_id and customer; without, none of them."""
     formatter = log_format.JsonFormatter()
