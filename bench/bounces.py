@@ -21,12 +21,14 @@ import argparse
 import logging
 import os
 import smtplib
-import socket
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+# bench/common.py: the script's own folder is on sys.path
+from common import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -34,12 +36,6 @@ FIXTURES = ROOT / "tests" / "bounces" / "fixtures"
 CORPUS = ROOT / "tests" / "bounces" / "corpus"
 ORDER_DATA = {"order_number": "ORD-1", "order_date": "1/1/2026", "total": "€ 5",
               "customer_name": "Bar", "agent_name": "Marco", "link": "https://x.example.com/o/1"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def fill(name: str, verp: str, recipient: str, public_id: str) -> bytes:
@@ -155,7 +151,7 @@ def end_to_end(count: int, database: str) -> None:
         reports = [(verp.address_for(m.public_id),
                     fill("postfix_hard.eml", verp.address_for(m.public_id), m.recipient,
                          m.public_id)) for m in stored]
-    port = _free_port()
+    port = free_port()
     controller = bounce_listener.start(app, "127.0.0.1", port)
     try:
         started = time.perf_counter()

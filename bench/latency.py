@@ -32,7 +32,6 @@ import json
 import multiprocessing
 import os
 import smtplib
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,17 +40,14 @@ import threading
 import time
 from pathlib import Path
 
+# bench/common.py: the script's own folder is on sys.path
+from common import free_port, quiet_logging, relay_config
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 VENV = ROOT / "bench" / ".venv-post-office"
 ALL = ("bare1", "bare8", "w1l1", "w1l8", "w4l1", "w4l8", "post_office")
 SINGLE = ("bare1", "w1l1", "w4l1")  # one connection each: fewer messages per round
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # -- the sink ---------------------------------------------------------------------------
@@ -108,25 +104,15 @@ def _sink(port: int, delay: float, pipelining: bool, ready, counter) -> None:
 
 
 # -- Postino ----------------------------------------------------------------------------
+# the workers are processes of their own: they all need the same key
+CREDENTIALS_KEY = "Lp5GzzdtmkcMpu-PBwpmXdHJa61mwwF_8sc0_6_ESxc="
+
+
 def _config(database: str, port: int) -> dict:
-    return {
-        "SQLALCHEMY_DATABASE_URI": database,
-        "SECRET_KEY": "bench-secret-key-of-at-least-32-characters",
-        "POSTINO_CREDENTIALS_KEY": "Lp5GzzdtmkcMpu-PBwpmXdHJa61mwwF_8sc0_6_ESxc=",
-        "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": port, "MAIL_TIMEOUT": 30,
-        "MAIL_USE_TLS": False, "MAIL_USE_SSL": False, "MAIL_USERNAME": None,
-        "POSTINO_BOUNCE_DOMAIN": "bounces.bench.example",
-        "POSTINO_SENDER_NOTIFICATION": "Postino <notification@bench.example>",
-        "POSTINO_SENDER_REGISTRATION": "Postino <registration@bench.example>",
-    }
-
-
-def _quiet() -> None:
-    import logging
-
-    logging.getLogger().setLevel(logging.WARNING)
-    for name in ("alembic", "dashboard"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    return {**relay_config(database, port, CREDENTIALS_KEY),
+            "POSTINO_BOUNCE_DOMAIN": "bounces.bench.example",
+            "POSTINO_SENDER_NOTIFICATION": "Postino <notification@bench.example>",
+            "POSTINO_SENDER_REGISTRATION": "Postino <registration@bench.example>"}
 
 
 def _worker(database: str, port: int, connection) -> None:
@@ -136,7 +122,7 @@ def _worker(database: str, port: int, connection) -> None:
     from dashboard.services.delivery.sweep import sweep
 
     app = create_app(_config(database, port))
-    _quiet()
+    quiet_logging()
     connection.send("ready")
     while connection.recv() == "sweep":
         with app.app_context():
@@ -156,13 +142,13 @@ class Postino:
         from dashboard.extensions import db
 
         self.app = create_app(_config(database, port))
-        _quiet()
+        quiet_logging()
         with self.app.app_context():
             if db.engine.dialect.name == "postgresql":
                 db.session.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
                 db.session.commit()
             upgrade()
-            _quiet()
+            quiet_logging()
             from dashboard.services.accounts import customers
 
             customer, _ = customers.create_customer("BENCH", "Bench customer")
@@ -368,7 +354,7 @@ def main() -> None:
     if not postgresql and any(c.startswith("w4") for c in wanted):
         parser.error("w4* need PostgreSQL (--database postgresql+psycopg://…)")
 
-    port = _free_port()
+    port = free_port()
     ready, counter = multiprocessing.Event(), multiprocessing.Value("i", 0)
     sink = multiprocessing.Process(target=_sink, args=(
         port, args.delay_ms / 1000, not args.no_pipelining, ready, counter), daemon=True)

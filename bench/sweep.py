@@ -25,21 +25,17 @@ import multiprocessing
 import os
 import pstats
 import smtplib
-import socket
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+# bench/common.py: the script's own folder is on sys.path
+from common import free_port, quiet_logging, relay_config
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _sink(port: int, ready, counter) -> None:
@@ -71,29 +67,15 @@ def _app(database: str, port: int):
     from dashboard import create_app
     from dashboard.extensions import db
 
-    app = create_app({
-        "SQLALCHEMY_DATABASE_URI": database,
-        "SECRET_KEY": "bench-secret-key-of-at-least-32-characters",
-        "POSTINO_CREDENTIALS_KEY": Fernet.generate_key().decode(),
-        "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": port, "MAIL_TIMEOUT": 30,
-        "MAIL_USE_TLS": False, "MAIL_USE_SSL": False, "MAIL_USERNAME": None,
-    })
-    logging_off()
+    app = create_app(relay_config(database, port, Fernet.generate_key().decode()))
+    quiet_logging()
     with app.app_context():
         if db.engine.dialect.name == "postgresql":
             db.session.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
             db.session.commit()
         upgrade()
-    logging_off()
+    quiet_logging()
     return app
-
-
-def logging_off() -> None:
-    import logging
-
-    logging.getLogger().setLevel(logging.WARNING)
-    for name in ("alembic", "mail.log", "dashboard"):
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _enqueue(count: int, dkim: bool = False, ed25519: bool = False):
@@ -171,7 +153,7 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     tmp = tempfile.mkdtemp(prefix="postino-bench-")
     database = args.database or f"sqlite:///{tmp}/bench.sqlite3"
-    port = _free_port()
+    port = free_port()
     ready, counter = multiprocessing.Event(), multiprocessing.Value("i", 0)
     sink = multiprocessing.Process(target=_sink, args=(port, ready, counter), daemon=True)
     sink.start()
