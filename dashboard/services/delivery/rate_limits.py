@@ -156,15 +156,18 @@ def reserve(policy: Policy, now: datetime | None = None) -> datetime | None:
 
     One short transaction on a connection of its own; the UPDATE of the transport's
     rate_state row is the lock that makes concurrent workers take turns."""
-    with db.engine.connect() as connection:
-        _ensure_row(connection, policy.key)
-        connection.commit()
-        now = now or utcnow()
-        row = connection.execute(
-            update(RateState).where(RateState.key == policy.key)
+    take = (update(RateState).where(RateState.key == policy.key)
             .values(seq=RateState.seq + 1)
             .returning(RateState.seq, RateState.slowdown, RateState.slowdown_at,
-                       RateState.slowdown_until)).one()
+                       RateState.slowdown_until))
+    with db.engine.connect() as connection:
+        row = connection.execute(take).first()
+        if row is None:  # the transport's first send: its row is created once
+            connection.rollback()
+            _ensure_row(connection, policy.key)
+            connection.commit()
+            row = connection.execute(take).one()
+        now = now or utcnow()
         state = Slowdown(row.slowdown or 0, row.slowdown_at, row.slowdown_until)
         level = state.level if state.active(now) else 0
         wait_until = None
